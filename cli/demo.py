@@ -1,0 +1,17 @@
+"""`ksf demo`: the main job on real data, as `make demo` runs it."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="Data root holding lfw/ (e.g. ../shared/data).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo",
+              show_default=True, help="Where the demo writes its report.")
+def demo(data_dir: str, out_dir: str) -> None:
+    """Run the end-to-end demo on LFW and write a report."""
+    from keras_sphereface.demo import run_demo
+
+    run_demo(data_dir, out_dir)

@@ -1,0 +1,106 @@
+"""Atomic file writing: a reader never sees a half-written file.
+
+Everything a user can save (weights, checkpoints, TFRecords, exports, reports) goes through
+these helpers. Data is written to a temporary sibling (same directory, so the final
+`os.replace` is a rename on one filesystem) and only renamed over the target when the
+writer finished without an exception; on failure the temporary is removed and any file
+that was already at the target is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def _temporary_sibling(target: Path, directory: bool = False) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.tmp-"
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
+    """Yields a temporary path that is renamed to `target` when the block succeeds.
+
+    Use it with writers that want a path rather than a file object (`model.save`, NumPy,
+    `tf.io.TFRecordWriter`, SavedModel export). With `directory=True` the temporary is a
+    directory and an existing directory at `target` is replaced as a whole.
+
+    Args:
+        target: str or path-like. Where the finished file or directory must appear.
+        directory: bool. Whether the output is a directory (e.g. a SavedModel).
+
+    Yields:
+        The temporary `Path` to write to. Its suffix is kept, because some writers
+        (Keras' `model.save`) choose the format from the file extension.
+    """
+    target = Path(target)
+    tmp = _temporary_sibling(target, directory=directory)
+    if not directory:
+        # Keep the extension: writers such as model.save() dispatch on it.
+        suffixed = tmp.with_name(tmp.name + "".join(target.suffixes))
+        tmp.rename(suffixed)
+        tmp = suffixed
+    try:
+        yield tmp
+        if directory:
+            if target.exists():
+                old = _temporary_sibling(target, directory=True)
+                old.rmdir()
+                target.rename(old)
+                tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(target)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_write(
+    target: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO]:
+    """Opens a temporary file that replaces `target` only when the block succeeds.
+
+    Args:
+        target: str or path-like. The file to (re)write.
+        mode: str. `"w"` for text or `"wb"` for bytes.
+        encoding: str or None. Text encoding; ignored in binary mode.
+
+    Yields:
+        An open file object. It is flushed and fsynced before the rename.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write supports mode 'w' or 'wb'. Received: mode={mode!r}")
+    with atomic_path(target) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": encoding}
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Returns the hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

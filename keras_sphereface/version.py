@@ -1,0 +1,3 @@
+"""The package version, single-sourced for setup.cfg and `ksf --version`."""
+
+__version__ = "0.1.0"
