@@ -1,0 +1,235 @@
+"""The shared part of every margin head: class weights, input checks, float32 compute.
+
+A head is called as `head([embeddings, labels], training=...)`. It keeps its class weights
+as `kernel` of shape `(embedding_dim, units)` and returns float32 logits of shape
+`(batch_size, units)`, also under mixed-precision policies. Subclasses implement
+`margin_logits` (training with labels) and `plain_logits` (inference, or no labels).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+# The squared norm of an all-zero embedding row is clamped to this before sqrt/division.
+NORM_EPSILON = 1e-12
+
+
+def l2_normalize(x, axis: int):
+    """`x / max(|x|, 1e-6)` along `axis`: finite (zero) for all-zero vectors, gradients too."""
+    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
+
+
+def row_norm(x):
+    """`|x|` per row of a `(batch_size, dim)` tensor, shape `(batch_size, 1)`; safe at zero."""
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), NORM_EPSILON))
+
+
+def check_positive(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
+def _concrete_values(tensor) -> np.ndarray | None:
+    """The values of an eager tensor or array, or None for symbolic/traced tensors."""
+    if isinstance(tensor, (np.ndarray, list, tuple, numbers.Number)):
+        return np.asarray(tensor)
+    if isinstance(tensor, keras.KerasTensor):
+        return None
+    try:
+        return np.asarray(ops.convert_to_numpy(tensor))
+    except Exception:  # graph tensors and JAX tracers have no values yet
+        return None
+
+
+class MarginHead(keras.layers.Layer):
+    """Base class of the margin heads: owns `kernel` `(embedding_dim, units)` and checks inputs.
+
+    Args:
+        units: int. Number of classes.
+        kernel_initializer: initializer for the class weights. Caffe's SphereFace used
+            Xavier, which is Keras' `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer for the class weights.
+        **kwargs: base `keras.layers.Layer` arguments. A mixed-precision `dtype` is
+            replaced by `"float32"`: heads always compute in float32.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        dtype = kwargs.pop("dtype", None)
+        policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+        if policy.compute_dtype != "float64":
+            dtype = "float32"
+        super().__init__(dtype=dtype, **kwargs)
+        if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"`units` must be a positive integer. Received: units={units!r}")
+        self.units = int(units)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.supports_masking = False
+
+    # -- building ---------------------------------------------------------------------------
+    def _split_shapes(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            return tuple(input_shape[0]), tuple(input_shape[1]) if len(input_shape) > 1 else None
+        return tuple(input_shape), None
+
+    def build(self, input_shape):
+        embedding_shape, _ = self._split_shapes(input_shape)
+        if len(embedding_shape) != 2 or embedding_shape[-1] is None:
+            raise ValueError(
+                f"{self.__class__.__name__} expects embeddings of shape (batch_size, embedding_dim) "
+                f"with a known embedding_dim. Received: embeddings shape={embedding_shape}"
+            )
+        self.embedding_dim = int(embedding_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.embedding_dim, self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            dtype="float32" if self.compute_dtype != "float64" else "float64",
+        )
+
+    def compute_output_shape(self, input_shape):
+        embedding_shape, _ = self._split_shapes(input_shape)
+        return (embedding_shape[0], self.units)
+
+    def compute_output_spec(self, inputs, training=None):
+        embeddings = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        return keras.KerasTensor((embeddings.shape[0], self.units), dtype=self.compute_dtype)
+
+    # -- calling ----------------------------------------------------------------------------
+    def _unpack(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) == 1:
+                return inputs[0], None
+            if len(inputs) != 2:
+                raise ValueError(
+                    f"{self.__class__.__name__} is called as head([embeddings, labels]). "
+                    f"Received: {len(inputs)} inputs"
+                )
+            return inputs[0], inputs[1]
+        return inputs, None
+
+    def _check_inputs(self, embeddings, labels):
+        if len(embeddings.shape) != 2:
+            raise ValueError(
+                "`embeddings` must have rank 2, shape (batch_size, embedding_dim). "
+                f"Received: embeddings shape={tuple(embeddings.shape)}"
+            )
+        if self.built and embeddings.shape[-1] not in (None, self.embedding_dim):
+            raise ValueError(
+                f"`embeddings` must have embedding_dim={self.embedding_dim} (the kernel is "
+                f"({self.embedding_dim}, {self.units})). Received: embeddings shape="
+                f"{tuple(embeddings.shape)}"
+            )
+        if labels is None:
+            return
+        rank = len(labels.shape)
+        if rank not in (1, 2) or (rank == 2 and labels.shape[-1] not in (None, 1)):
+            raise ValueError(
+                "`labels` must be integer class ids of shape (batch_size,) or (batch_size, 1). "
+                f"Received: labels shape={tuple(labels.shape)}"
+            )
+        values = _concrete_values(labels)
+        if values is None or values.size == 0:
+            return
+        if not np.issubdtype(values.dtype, np.integer) and not np.all(values == np.round(values)):
+            raise ValueError(f"`labels` must be integers. Received: labels={values.ravel()[:8]}")
+        low, high = values.min(), values.max()
+        if low < 0 or high >= self.units:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"`labels` must be in [0, {self.units - 1}] (units={self.units}). "
+                f"Received: a label of {bad}"
+            )
+
+    def __call__(self, inputs, *args, **kwargs):
+        embeddings, labels = self._unpack(inputs)
+        if hasattr(embeddings, "shape"):
+            self._check_inputs(embeddings, labels if hasattr(labels, "shape") else None)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs, training=None):
+        embeddings, labels = self._unpack(inputs)
+        embeddings = ops.cast(embeddings, self.compute_dtype)
+        kernel = ops.cast(self.kernel, self.compute_dtype)
+        if not training or labels is None:
+            return self.plain_logits(embeddings, kernel)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        one_hot = ops.one_hot(labels, self.units, dtype=self.compute_dtype)
+        return self.margin_logits(embeddings, kernel, one_hot)
+
+    def plain_logits(self, embeddings, kernel):
+        """Margin-free logits `(batch_size, units)` for inference and accuracy metrics."""
+        raise NotImplementedError
+
+    def margin_logits(self, embeddings, kernel, one_hot):
+        """Training logits `(batch_size, units)` with the margin on the target column."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config
+
+
+class NormalizedHead(MarginHead):
+    """A head on cosines: embeddings and class weights are both L2-normalized, logits scaled by s.
+
+    Subclasses implement `target_logit(cos_theta)`, the target column's value before scaling.
+
+    Args:
+        units: int. Number of classes.
+        s: float > 0. The scale (radius of the hypersphere).
+    """
+
+    def __init__(self, units: int, s: float = 64.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.s = check_positive("s", s)
+
+    def cosines(self, embeddings, kernel):
+        """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
+        from keras_sphereface.layers.margin_functions import clamp_cosine
+
+        return clamp_cosine(ops.matmul(l2_normalize(embeddings, -1), l2_normalize(kernel, 0)))
+
+    def plain_logits(self, embeddings, kernel):
+        return self.s * self.cosines(embeddings, kernel)
+
+    def margin_logits(self, embeddings, kernel, one_hot):
+        cos_theta = self.cosines(embeddings, kernel)
+        target = self.target_logit(cos_theta)
+        return self.s * (one_hot * target + (1.0 - one_hot) * cos_theta)
+
+    def target_logit(self, cos_theta):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config["s"] = self.s
+        return config
