@@ -1,0 +1,237 @@
+"""5-point face alignment: templates, the least-squares similarity transform, the warp.
+
+NumPy and OpenCV only (no TensorFlow), so evaluation scripts can align faces cheaply.
+
+Conventions (see docs/data.md):
+    - Images are RGB `uint8` arrays `(height, width, 3)`.
+    - Points are `(x, y)` in pixels with OpenCV's convention: the centre of the top-left pixel
+      is `(0, 0)`. Both the landmarks and the templates use it, and the transform is used by
+      `cv2.warpAffine` exactly as estimated. This reproduces, bit for bit, the crops the
+      shared MobileFaceNet reference was evaluated on.
+    - Outside the source image the crop is black (constant border 0).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from keras_sphereface.data.images import load_image_rgb
+from keras_sphereface.data.landmarks import read_landmarks
+
+__all__ = [
+    "ARCFACE_TEMPLATE",
+    "INTERPOLATIONS",
+    "SPHEREFACE_TEMPLATE",
+    "TEMPLATES",
+    "align_face",
+    "get_template",
+    "load_image_rgb",
+    "read_landmarks",
+    "similarity_transform",
+    "transform_points",
+]
+
+#: SphereFace's 5 points `(x, y)` for a 96 (width) x 112 (height) crop: left eye, right eye,
+#: nose tip, left mouth corner, right mouth corner.
+_SPHEREFACE_POINTS = np.array(
+    [
+        [30.2946, 51.6963],
+        [65.5318, 51.5014],
+        [48.0252, 71.7366],
+        [33.5493, 92.3655],
+        [62.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+_ARCFACE_POINTS = _SPHEREFACE_POINTS + np.array([8.0, 0.0])
+SPHEREFACE_TEMPLATE = _SPHEREFACE_POINTS.astype(np.float32)
+#: The same points shifted right by 8 pixels for a 112 x 112 crop (insightface / ArcFace).
+ARCFACE_TEMPLATE = _ARCFACE_POINTS.astype(np.float32)
+
+#: name -> (points in float64, native size `(height, width)`). The transform is computed from
+#: the float64 points, so crops do not depend on float32 rounding of the published numbers.
+TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, int]]] = {
+    "sphereface": (_SPHEREFACE_POINTS, (112, 96)),
+    "arcface": (_ARCFACE_POINTS, (112, 112)),
+}
+
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if height <= 0 or width <= 0:
+        raise ValueError(
+            f"size must be (height, width), two positive integers. Received: size={size!r}"
+        )
+    return height, width
+
+
+def _template_points(name: str, size: tuple[int, int]) -> np.ndarray:
+    key = name.lower() if isinstance(name, str) else name
+    if key not in TEMPLATES:
+        raise ValueError(
+            f"Unknown alignment template; expected one of {sorted(TEMPLATES)}. Received: name={name!r}"
+        )
+    points, (native_h, native_w) = TEMPLATES[key]
+    height, width = _check_size(size)
+    if (height, width) == (native_h, native_w):
+        return points.copy()
+    scale = min(height / native_h, width / native_w)
+    offset = np.array([(width - scale * native_w) / 2.0, (height - scale * native_h) / 2.0])
+    return (points + 0.5) * scale - 0.5 + offset
+
+
+def get_template(name: str = "sphereface", size: tuple[int, int] = (112, 96)) -> np.ndarray:
+    """The 5 template points of a named template, for a crop of the given size.
+
+    At its native size (`(112, 96)` for `"sphereface"`, `(112, 112)` for `"arcface"`) the
+    template is returned unchanged. For another size the points are scaled uniformly (no
+    distortion) by the largest factor that keeps the native canvas inside the requested one,
+    and centred; scaling treats coordinates as pixel centres, so `(224, 192)` is exactly a 2x
+    upsampling of the 112 x 96 crop, and `get_template("sphereface", (112, 112))` equals
+    `ARCFACE_TEMPLATE`.
+
+    Args:
+        name: str. `"sphereface"` or `"arcface"` (case-insensitive).
+        size: tuple of 2 ints. The crop size `(height, width)` in pixels.
+
+    Returns:
+        `float32` array of shape `(5, 2)`, `(x, y)` per point.
+
+    Raises:
+        ValueError: unknown template name or invalid size.
+    """
+    return _template_points(name, size).astype(np.float32)
+
+
+def _check_points(points, name: str) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (num_points, 2) with num_points >= 2. "
+                         f"Received: {name} with shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite. Received: {name}={array.tolist()}")
+    return array
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, translation) from src to dst.
+
+    Minimises `sum_i ||A @ src_i + t - dst_i||^2` over `A = [[a, -b], [b, a]]` and `t`: a
+    rotation times a positive scale, never a reflection or shear. In closed form, with
+    centred points `p_i = src_i - mean(src)` and `q_i = dst_i - mean(dst)`:
+    `a = sum(p . q) / sum|p|^2`, `b = sum(p x q) / sum|p|^2`, `t = mean(dst) - A @ mean(src)`.
+
+    Args:
+        src: array of shape `(num_points, 2)`. Points `(x, y)` in the source image.
+        dst: array of shape `(num_points, 2)`. Where they should land (e.g. a template).
+
+    Returns:
+        `float64` array of shape `(2, 3)`, `[A | t]`, usable with `cv2.warpAffine`.
+
+    Raises:
+        ValueError: shapes differ, values are not finite, or all source points coincide.
+    """
+    src = _check_points(src, "src")
+    dst = _check_points(dst, "dst")
+    if src.shape != dst.shape:
+        raise ValueError(f"src and dst must have the same shape. Received: src.shape={src.shape}, "
+                         f"dst.shape={dst.shape}")
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    p, q = src - src_mean, dst - dst_mean
+    norm = float(np.sum(p * p))
+    if norm < 1e-12:
+        raise ValueError(f"All source points coincide; no similarity transform exists. "
+                         f"Received: src={src.tolist()}")
+    a = float(np.sum(p[:, 0] * q[:, 0] + p[:, 1] * q[:, 1])) / norm
+    b = float(np.sum(p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0])) / norm
+    linear = np.array([[a, -b], [b, a]])
+    translation = dst_mean - linear @ src_mean
+    return np.concatenate([linear, translation[:, None]], axis=1)
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Applies a `(2, 3)` affine matrix to points `(num_points, 2)`; returns `float64` points."""
+    points = np.asarray(points, dtype=np.float64)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _resolve_template(template, size: tuple[int, int]) -> np.ndarray:
+    if isinstance(template, str):
+        return _template_points(template, size)
+    points = _check_points(template, "template")
+    if points.shape != (5, 2):
+        raise ValueError(
+            f"A template array must have shape (5, 2). Received: template with shape {points.shape}"
+        )
+    return points
+
+
+def _resolve_interpolation(interpolation) -> int:
+    if isinstance(interpolation, str):
+        if interpolation.lower() not in INTERPOLATIONS:
+            raise ValueError(f"Unknown interpolation; expected one of {sorted(INTERPOLATIONS)}. "
+                             f"Received: interpolation={interpolation!r}")
+        return INTERPOLATIONS[interpolation.lower()]
+    if interpolation in INTERPOLATIONS.values():
+        return int(interpolation)
+    raise ValueError(f"Unknown interpolation; expected one of {sorted(INTERPOLATIONS)} or an OpenCV "
+                     f"INTER_* flag. Received: interpolation={interpolation!r}")
+
+
+def align_face(
+    image_rgb: np.ndarray,
+    landmarks: np.ndarray,
+    template: str | np.ndarray = "sphereface",
+    size: tuple[int, int] = (112, 96),
+    interpolation: str | int = "bilinear",
+) -> np.ndarray:
+    """Aligns a face to a template with a 5-point similarity transform and `cv2.warpAffine`.
+
+    Args:
+        image_rgb: `uint8` array of shape `(height, width, 3)`, RGB.
+        landmarks: array of shape `(5, 2)`: `(x, y)` of left eye, right eye, nose tip, left and
+            right mouth corners, in pixels of `image_rgb` (pixel centres at integers).
+        template: str or array. A template name for `get_template` (`"sphereface"`,
+            `"arcface"`), or explicit `(5, 2)` points in output pixels.
+        size: tuple of 2 ints. Output `(height, width)`; default `(112, 96)`.
+        interpolation: str or int. `"bilinear"` (default), `"nearest"`, `"bicubic"`, `"area"`,
+            `"lanczos"`, or an OpenCV `INTER_*` flag.
+
+    Returns:
+        `uint8` array of shape `(size[0], size[1], 3)`, RGB.
+
+    Raises:
+        ValueError: bad image dtype/shape, landmarks, template name, size or interpolation.
+    """
+    image = np.asarray(image_rgb)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image_rgb must be a uint8 array of shape (height, width, 3). "
+                         f"Received: image_rgb with dtype={image.dtype}, shape={image.shape}")
+    height, width = _check_size(size)
+    points = _check_points(landmarks, "landmarks")
+    if points.shape != (5, 2):
+        raise ValueError(
+            f"landmarks must have shape (5, 2). Received: landmarks with shape {points.shape}"
+        )
+    matrix = similarity_transform(points, _resolve_template(template, (height, width)))
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (width, height),
+        flags=_resolve_interpolation(interpolation),
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )

@@ -1,0 +1,108 @@
+"""Reading and checking image files: bytes in, RGB `uint8` arrays out (NumPy + OpenCV only).
+
+OpenCV decodes to BGR; the conversion to RGB happens here, at the boundary, so every other
+function in the package sees RGB.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOS = b"\xff\xda"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_format(data: bytes) -> str | None:
+    """The container format of encoded image bytes: `"jpeg"`, `"png"`, or None if neither."""
+    if data[:2] == _JPEG_SOI:
+        return "jpeg"
+    if data[:8] == _PNG_SIGNATURE:
+        return "png"
+    return None
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    # Entropy-coded data stuffs every 0xFF with 0x00, so an end-of-image marker after the
+    # last start-of-scan marker means the last scan was written to its end.
+    return data.rfind(_JPEG_EOI) > data.rfind(_JPEG_SOS) > 0
+
+
+def decode_image_rgb(data: bytes, source: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """Decodes JPEG or PNG bytes to an RGB image, refusing corrupt or truncated data.
+
+    OpenCV quietly returns a partly grey image for a truncated JPEG, and TensorFlow's
+    decoder refuses the same bytes, so truncation is checked explicitly: what this accepts,
+    the `tf.data` pipeline can decode too.
+
+    Args:
+        data: bytes. The encoded file content.
+        source: str or path-like. Named in error messages.
+
+    Returns:
+        `uint8` array of shape `(height, width, 3)`, RGB. Grey images are expanded to 3 channels.
+
+    Raises:
+        ValueError: the bytes are not a complete, decodable JPEG or PNG.
+    """
+    fmt = image_format(data)
+    if fmt is None:
+        raise ValueError(
+            f"Cannot decode image {source}: not a JPEG or PNG file ({len(data)} bytes, "
+            f"starts with {data[:8]!r}). Received: source={str(source)!r}"
+        )
+    if fmt == "jpeg" and not _jpeg_is_complete(data):
+        raise ValueError(
+            f"Cannot decode image {source}: truncated or corrupt JPEG (no end-of-image marker "
+            f"after the last scan, {len(data)} bytes). Received: source={str(source)!r}"
+        )
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or min(bgr.shape[:2]) == 0:
+        raise ValueError(
+            f"Cannot decode image {source}: corrupt {fmt.upper()} data ({len(data)} bytes). "
+            f"Received: source={str(source)!r}"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """Reads a whole image file, with a clear `FileNotFoundError` when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    return path.read_bytes()
+
+
+def load_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Loads a JPEG or PNG file as an RGB image.
+
+    Args:
+        path: str or path-like. The image file (any file name encoding).
+
+    Returns:
+        `uint8` array of shape `(height, width, 3)`, RGB channel order.
+
+    Raises:
+        FileNotFoundError: `path` does not exist or is not a file.
+        ValueError: the file is empty, corrupt, truncated or not a JPEG/PNG.
+    """
+    return decode_image_rgb(read_image_bytes(path), source=path)
+
+
+def encode_image(image_rgb: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:
+    """Encodes an RGB `uint8` image `(height, width, 3)` as JPEG (given quality, 1-100) or PNG bytes."""
+    bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2BGR)
+    if fmt == "jpeg":
+        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    elif fmt == "png":
+        ok, buffer = cv2.imencode(".png", bgr)
+    else:
+        raise ValueError(f"Unknown image format; expected 'jpeg' or 'png'. Received: fmt={fmt!r}")
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image of shape {image_rgb.shape} as {fmt}.")
+    return buffer.tobytes()
