@@ -11,6 +11,7 @@ from keras_sphereface.version import __version__
 # (module inside the ksf package, attribute holding the click command or group)
 _COMMANDS = (
     ("demo", "demo"),
+    ("align", "align"),
 )
 
 

@@ -1,0 +1,49 @@
+"""`ksf align`: align a folder of photos to the SphereFace/ArcFace template."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("src", type=click.Path(file_okay=False, exists=True))
+@click.argument("dst", type=click.Path(file_okay=False))
+@click.option("--landmarks", "landmarks", type=click.Path(dir_okay=False, exists=True),
+              help="Landmark file: `path x1 y1 ... x5 y5` per line, paths relative to SRC.")
+@click.option("--detect", is_flag=True, help="Detect faces and landmarks with MTCNN (needs `mtcnn`).")
+@click.option("--template", type=click.Choice(["sphereface", "arcface"]), default="sphereface",
+              show_default=True, help="Alignment template.")
+@click.option("--size", default="112x96", show_default=True, help="Output size HxW in pixels.")
+@click.option("--interpolation",
+              type=click.Choice(["bilinear", "bicubic", "nearest", "area", "lanczos"]),
+              default="bilinear", show_default=True, help="Warp interpolation.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Parallel threads.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of the crops.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Where to write the JSON report [default: DST/align_report.json].")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any image produced no crop.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def align(src, dst, landmarks, detect, template, size, interpolation, workers, quality, report_path,
+          strict, no_progress) -> None:
+    """Align every image under SRC into DST (same folder structure); resumable."""
+    if bool(landmarks) == bool(detect):
+        raise click.UsageError("Give exactly one of --landmarks FILE or --detect.")
+    from keras_sphereface.data.align_folder import REPORT_NAME, align_folder
+
+    try:
+        report = align_folder(
+            src, dst, landmarks=landmarks, detect=detect, template=template, size=size,
+            interpolation=interpolation, workers=workers, jpeg_quality=quality,
+            report_path=report_path, progress=not no_progress,
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    where = report_path or f"{dst}/{REPORT_NAME}"
+    click.echo(
+        f"{report.aligned} aligned, {report.skipped_existing} already done, "
+        f"{len(report.failures)} failed of {report.total}; report: {where}"
+    )
+    if strict and not report.ok:
+        raise SystemExit(1)
