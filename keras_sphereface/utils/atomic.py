@@ -26,7 +26,15 @@ def _temporary_sibling(target: Path, directory: bool = False) -> Path:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the finished file the permissions open() would have.
+    os.chmod(name, 0o666 & ~_current_umask())
     return Path(name)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
