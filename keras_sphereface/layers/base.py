@@ -53,6 +53,11 @@ def _concrete_values(tensor) -> np.ndarray | None:
         return None
 
 
+def one_hot_columns(labels, units: int, dtype):
+    """`(batch_size, units)` one-hot rows from `(batch_size, 1)` integer labels."""
+    return ops.one_hot(ops.reshape(labels, (-1,)), units, dtype=dtype)
+
+
 class MarginHead(keras.layers.Layer):
     """Base class of the margin heads: owns `kernel` `(embedding_dim, units)` and checks inputs.
 
@@ -174,16 +179,18 @@ class MarginHead(keras.layers.Layer):
         kernel = ops.cast(self.kernel, self.compute_dtype)
         if not training or labels is None:
             return self.plain_logits(embeddings, kernel)
-        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-        one_hot = ops.one_hot(labels, self.units, dtype=self.compute_dtype)
-        return self.margin_logits(embeddings, kernel, one_hot)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
+        return self.margin_logits(embeddings, kernel, labels)
 
     def plain_logits(self, embeddings, kernel):
         """Margin-free logits `(batch_size, units)` for inference and accuracy metrics."""
         raise NotImplementedError
 
-    def margin_logits(self, embeddings, kernel, one_hot):
-        """Training logits `(batch_size, units)` with the margin on the target column."""
+    def margin_logits(self, embeddings, kernel, labels):
+        """Training logits `(batch_size, units)` with the margin on the target column.
+
+        `labels` are int32 of shape `(batch_size, 1)`.
+        """
         raise NotImplementedError
 
     def get_config(self):
@@ -221,10 +228,12 @@ class NormalizedHead(MarginHead):
     def plain_logits(self, embeddings, kernel):
         return self.s * self.cosines(embeddings, kernel)
 
-    def margin_logits(self, embeddings, kernel, one_hot):
+    def margin_logits(self, embeddings, kernel, labels):
         cos_theta = self.cosines(embeddings, kernel)
-        target = self.target_logit(cos_theta)
-        return self.s * (one_hot * target + (1.0 - one_hot) * cos_theta)
+        # The margin function runs on the (batch_size, 1) target cosines only.
+        target_cos = ops.take_along_axis(cos_theta, labels, axis=1)
+        delta = self.target_logit(target_cos) - target_cos
+        return self.s * (cos_theta + one_hot_columns(labels, self.units, delta.dtype) * delta)
 
     def target_logit(self, cos_theta):
         raise NotImplementedError

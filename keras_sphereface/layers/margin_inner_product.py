@@ -13,6 +13,7 @@ from keras_sphereface.layers.base import (
     check_non_negative,
     check_positive,
     l2_normalize,
+    one_hot_columns,
     row_norm,
 )
 from keras_sphereface.layers.margin_functions import (
@@ -130,7 +131,7 @@ class MarginInnerProduct(MarginHead):
     def plain_logits(self, embeddings, kernel):
         return ops.matmul(embeddings, l2_normalize(kernel, 0))
 
-    def margin_logits(self, embeddings, kernel, one_hot):
+    def margin_logits(self, embeddings, kernel, labels):
         new_iteration = self.iteration + 1
         self.iteration.assign(new_iteration)
         if self.m == 1:
@@ -140,8 +141,8 @@ class MarginInnerProduct(MarginHead):
             self.compute_dtype,
         )
         if self.caffe_backward:
-            return _caffe_backward_logits(embeddings, kernel, one_hot, lam, self.m)
-        return _a_softmax_logits(embeddings, kernel, one_hot, lam, self.m)
+            return _caffe_backward_logits(embeddings, kernel, labels, lam, self.m)
+        return _a_softmax_logits(embeddings, kernel, labels, lam, self.m)
 
     def get_config(self):
         config = super().get_config()
@@ -163,17 +164,22 @@ class MarginInnerProduct(MarginHead):
         return config
 
 
-def _a_softmax_logits(embeddings, kernel, one_hot, lam, m):
-    """Forward pass of A-Softmax; gradients by autodiff (the exact derivative)."""
-    inner = ops.matmul(embeddings, l2_normalize(kernel, 0))  # x . w_j
+def _a_softmax_logits(embeddings, kernel, labels, lam, m):
+    """Forward pass of A-Softmax; gradients by autodiff (the exact derivative).
+
+    `labels` are int32 `(batch_size, 1)`; psi is evaluated on the target column only.
+    """
+    inner = ops.matmul(embeddings, l2_normalize(kernel, 0))  # x . w_j, (batch, units)
     norm = row_norm(embeddings)  # |x|, (batch, 1)
-    cos_theta = clamp_cosine(inner / norm)
-    target = (lam * inner + norm * chebyshev_psi(cos_theta, m)) / (1.0 + lam)
-    return one_hot * target + (1.0 - one_hot) * inner
+    target_inner = ops.take_along_axis(inner, labels, axis=1)  # x . w_y, (batch, 1)
+    cos_theta = clamp_cosine(target_inner / norm)
+    target = (lam * target_inner + norm * chebyshev_psi(cos_theta, m)) / (1.0 + lam)
+    return inner + one_hot_columns(labels, inner.shape[-1], inner.dtype) * (target - target_inner)
 
 
-def _caffe_backward_logits(embeddings, kernel, one_hot, lam, m):
+def _caffe_backward_logits(embeddings, kernel, labels, lam, m):
     """The same forward values as `_a_softmax_logits`, with the Caffe layer's backward pass."""
+    one_hot = one_hot_columns(labels, kernel.shape[-1], embeddings.dtype)
 
     @ops.custom_gradient
     def forward(x, w):
