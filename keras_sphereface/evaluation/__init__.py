@@ -1,1 +1,63 @@
-"""keras_sphereface.evaluation."""
+"""keras_sphereface.evaluation: face verification exactly as the SphereFace release, ROC, Fisher score.
+
+- `evaluate_lfw`, `evaluate_pairs`, `angular_fisher_score_of_folder`: what `ksf eval lfw|pairs|afs` run.
+- `read_pairs` / `parse_pairs`: LFW `pairs.txt` and generic `path1 path2 same [fold]` lists.
+- `verify_embeddings`, `verify_features`, `verify_scores`: k-fold verification under the
+  `sphereface`, `summed` and `plain` protocols (`PROTOCOLS`).
+- `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
+- `angular_fisher_score`: the SphereFace paper's AFS.
+- `load_embedder`, `embed_images`, `EmbeddingCache`: batched, cached embedding of face images.
+"""
+
+from keras_sphereface.evaluation.embed import (
+    Embedder,
+    EmbeddingCache,
+    FaceSource,
+    embed_images,
+    load_embedder,
+)
+from keras_sphereface.evaluation.evaluate import (
+    angular_fisher_score_of_folder,
+    evaluate_lfw,
+    evaluate_pair_list,
+    evaluate_pairs,
+)
+from keras_sphereface.evaluation.fisher import angular_fisher_score
+from keras_sphereface.evaluation.pairs import PairList, parse_pairs, read_pairs
+from keras_sphereface.evaluation.protocol import (
+    PROTOCOLS,
+    Protocol,
+    VerificationResult,
+    best_threshold,
+    verify_embeddings,
+    verify_features,
+    verify_scores,
+)
+from keras_sphereface.evaluation.roc import RocSummary, roc_curve, roc_summary, tar_at_far
+
+__all__ = [
+    "PROTOCOLS",
+    "Embedder",
+    "EmbeddingCache",
+    "FaceSource",
+    "PairList",
+    "Protocol",
+    "RocSummary",
+    "VerificationResult",
+    "angular_fisher_score",
+    "angular_fisher_score_of_folder",
+    "best_threshold",
+    "embed_images",
+    "evaluate_lfw",
+    "evaluate_pair_list",
+    "evaluate_pairs",
+    "load_embedder",
+    "parse_pairs",
+    "read_pairs",
+    "roc_curve",
+    "roc_summary",
+    "tar_at_far",
+    "verify_embeddings",
+    "verify_features",
+    "verify_scores",
+]

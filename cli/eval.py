@@ -1,0 +1,157 @@
+"""`ksf eval`: LFW verification, any pair list, and the Angular Fisher Score of a labelled folder."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+
+import click
+
+PROTOCOL_NAMES = ("sphereface", "summed", "plain")
+
+
+_protocol_option = click.option(
+    "--protocol", type=click.Choice(PROTOCOL_NAMES), default="sphereface", show_default=True,
+    help="sphereface: flip features concatenated, per-fold mean subtracted; summed: flip features "
+         "added; plain: no flip.",
+)
+
+
+def _model_options(function):
+    """Options every `ksf eval` subcommand shares (model, data, alignment, cache)."""
+    options = [
+        click.option("--model", "model", required=True, metavar="NAME_OR_PATH",
+                     help="Zoo model name (mobilefacenet, sphere20, ...), a .keras file or a SavedModel dir."),
+        click.option("--weights", default=None, metavar="SOURCE",
+                     help="Weights of a zoo model: a named source (casia), a file, or 'none' for random."),
+        click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True),
+                     help="Dataset folder, e.g. $KSF_DATA_DIR/lfw (images/ and landmarks.txt)."),
+        click.option("--landmarks", type=click.Path(dir_okay=False, exists=True), default=None,
+                     help="5-point landmark file. Default: <data>/landmarks.txt if it exists."),
+        click.option("--aligned", is_flag=True,
+                     help="The images are already aligned crops of the model's input size: no landmarks."),
+        click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True), default=None,
+                     help="Image folder. Default: <data>/images if it exists, else <data>."),
+        click.option("--template", type=click.Choice(["sphereface", "arcface"]), default="sphereface",
+                     show_default=True, help="Alignment template (112x96 or 112x112 crops)."),
+        click.option("--preprocess", type=click.Choice(["ksf", "none", "unit"]), default="ksf",
+                     show_default=True, help="Pixel preprocessing: ksf = (x - 127.5) / 128."),
+        click.option("--skip-missing", is_flag=True,
+                     help="Leave out what lacks an image file or landmarks, and report how much."),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Embedding cache. Default: $KERAS_SPHEREFACE_HOME/cache/embeddings."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _common_kwargs(params: dict) -> dict:
+    """Maps the shared CLI options onto the keyword arguments of the evaluation functions."""
+    kwargs = dict(params)
+    if isinstance(kwargs["weights"], str) and kwargs["weights"].lower() == "none":
+        kwargs["weights"] = None
+    landmarks, aligned = kwargs.pop("landmarks"), kwargs.pop("aligned")
+    if landmarks and aligned:
+        raise click.UsageError("--landmarks and --aligned exclude each other.")
+    kwargs["landmarks"] = None if aligned else (landmarks or "auto")
+    if kwargs.pop("no_cache"):
+        kwargs["cache_dir"] = False
+    kwargs["progress"] = not kwargs.pop("no_progress")
+    return kwargs
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed (options given on the command line only), for the report."""
+    from click.core import ParameterSource
+
+    words = ["ksf", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif param.is_flag:
+            words.append(param.opts[0])
+        else:
+            words.extend([param.opts[0], str(value)])
+    return shlex.join(words)
+
+
+def _report_errors(function):
+    """Turns bad-input errors of the library into one clean CLI error (exit code 1)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+@click.group(name="eval")
+def eval_group() -> None:
+    """Face verification (LFW, any pair list) and the Angular Fisher Score."""
+
+
+@eval_group.command()
+@_model_options
+@_protocol_option
+@click.option("--pairs", "pairs_file", default="pairs.txt", show_default=True,
+              help="Pair list inside --data (pairsDevTest.txt for View 1) or a path.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/lfw", show_default=True,
+              help="Where report.json, roc.png and scores_hist.png go.")
+@click.pass_context
+@_report_errors
+def lfw(ctx: click.Context, **params) -> None:
+    """LFW 10-fold verification (View 2 pairs.txt), as the SphereFace release evaluates it."""
+    from keras_sphereface.evaluation import evaluate_lfw
+
+    kwargs = _common_kwargs(params)
+    evaluate_lfw(kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx), **kwargs)
+
+
+@eval_group.command()
+@click.argument("pairs_file", type=click.Path(dir_okay=False, exists=True))
+@_model_options
+@_protocol_option
+@click.option("--format", "fmt", type=click.Choice(["auto", "lfw", "generic"]), default="auto",
+              show_default=True, help="LFW pairs.txt format or `path1 path2 same [fold]` lines.")
+@click.option("--folds", "num_folds", type=click.IntRange(2), default=10, show_default=True,
+              help="Folds to form (stratified) when the file gives none.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/pairs",
+              show_default=True, help="Where report.json, roc.png and scores_hist.png go.")
+@click.pass_context
+@_report_errors
+def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
+    """K-fold verification on any pair list (CALFW, CPLFW, CFP, AgeDB, View 1, your own)."""
+    from keras_sphereface.evaluation import evaluate_pairs
+
+    kwargs = _common_kwargs(params)
+    evaluate_pairs(pairs_file, kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx),
+                   **kwargs)
+
+
+@eval_group.command()
+@_model_options
+@click.option("--min-images", type=click.IntRange(2), default=10, show_default=True,
+              help="Only identities with at least this many images count.")
+@click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
+              help="Combine each embedding with its mirror's.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/afs", show_default=True,
+              help="Where afs.json goes.")
+@click.pass_context
+@_report_errors
+def afs(ctx: click.Context, **params) -> None:
+    """Angular Fisher Score (lower is better) of a labelled folder <images>/<identity>/<image>."""
+    from keras_sphereface.evaluation import angular_fisher_score_of_folder
+
+    kwargs = _common_kwargs(params)
+    angular_fisher_score_of_folder(kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx),
+                                   **kwargs)
