@@ -12,6 +12,7 @@ from keras_sphereface.version import __version__
 _COMMANDS = (
     ("demo", "demo"),
     ("align", "align"),
+    ("make_tfrecords", "make_tfrecords"),
     ("eval", "eval_group"),
     ("convert", "convert"),
 )

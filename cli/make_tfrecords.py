@@ -1,0 +1,53 @@
+"""`ksf make-tfrecords`: write a folder-per-identity tree or a list file as sharded TFRecords."""
+
+from __future__ import annotations
+
+import click
+
+
+def _size(_ctx, _param, value):
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise click.BadParameter(f"expected HxW such as 112x96, got {value!r}")
+    return int(parts[0]), int(parts[1])
+
+
+@click.command("make-tfrecords")
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--shards", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Training shards.")
+@click.option("--val-shards", type=click.IntRange(min=1), help="Validation shards [default: shards // 8].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds example order and split.")
+@click.option("--landmarks", type=click.Path(dir_okay=False, exists=True),
+              help="Store these 5-point landmarks (paths as in SRC) for on-the-fly alignment.")
+@click.option("--exclude", type=click.Path(dir_okay=False, exists=True),
+              help="File of identities to leave out (e.g. those overlapping a test set).")
+@click.option("--people", type=click.Path(dir_okay=False, exists=True),
+              help="Keep only the identities of this file (e.g. LFW peopleDevTrain.txt).")
+@click.option("--min-images", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Keep identities with at least this many images.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+              show_default=True, help="Fraction of identities held out for validation.")
+@click.option("--resize", callback=_size, help="Resize and re-encode images to HxW (default: keep bytes).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Shards written in parallel.")
+def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, people, min_images,
+                   val_fraction, resize, workers) -> None:
+    """Write SRC (a folder SRC/<identity>/<image> or a `path label` list file) as TFRecords in OUT_DIR."""
+    from keras_sphereface.data.records import write_tfrecords
+
+    try:
+        manifest = write_tfrecords(
+            src, out_dir, num_shards=shards, val_shards=val_shards, seed=seed, landmarks=landmarks,
+            exclude=exclude, people=people, min_images=min_images, val_fraction=val_fraction,
+            resize=resize, workers=workers,
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for split, info in manifest["splits"].items():
+        click.echo(f"{split}: {info['num_examples']} examples, {info['num_classes']} identities, "
+                   f"{len(info['shards'])} shards ({info['pattern']})")
+    click.echo(f"skipped {manifest['skipped']} unreadable or unusable images (see {out_dir}/report.json)")

@@ -1,0 +1,266 @@
+"""Writing sharded TFRecords of face images, with `labels.json`, a manifest and a report.
+
+Each example holds the image file's bytes exactly as stored (no re-encode unless resizing is
+asked), so what trains is what was on disk. Feature keys (all in `FEATURES`):
+
+| key | type | value |
+|---|---|---|
+| `image` | bytes | the encoded JPEG or PNG |
+| `format` | bytes | `b"jpeg"` or `b"png"` |
+| `height`, `width` | int64 | the decoded image size in pixels |
+| `label` | int64 | the class index, `0 .. num_classes - 1` |
+| `identity` | bytes | the identity name (UTF-8) |
+| `path` | bytes | the source path (UTF-8), as the folder tree or list file names it |
+| `landmarks` | float32 x 10 | optional: `x1 y1 ... x5 y5` in pixels of the stored image |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_sphereface.data.images import decode_image_rgb, encode_image, image_format, read_image_bytes
+from keras_sphereface.data.landmarks import read_landmarks
+from keras_sphereface.data.sources import (
+    SourceImage,
+    collect_images,
+    identity_order,
+    read_identity_file,
+    select_identities,
+)
+from keras_sphereface.utils.atomic import atomic_path, atomic_write, sha256_file
+from keras_sphereface.version import __version__
+
+FEATURES = ("image", "format", "height", "width", "label", "identity", "path", "landmarks")
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LABELS_NAME = "labels.json"
+REPORT_NAME = "report.json"
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    """`{split}-{index:05d}-of-{num_shards:05d}.tfrecord`, e.g. `train-00000-of-00016.tfrecord`."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def make_example(
+    image: bytes,
+    label: int,
+    identity: str,
+    path: str,
+    height: int,
+    width: int,
+    landmarks: np.ndarray | None = None,
+) -> bytes:
+    """A serialized `tf.train.Example` with the features described in the module docstring."""
+    fmt = image_format(image)
+    if fmt is None:
+        raise ValueError(f"Only JPEG and PNG bytes can be stored. Received: path={path!r}")
+    feature = {
+        "image": _bytes_feature(image),
+        "format": _bytes_feature(fmt.encode()),
+        "height": _int_feature(height),
+        "width": _int_feature(width),
+        "label": _int_feature(label),
+        "identity": _bytes_feature(identity.encode("utf-8")),
+        "path": _bytes_feature(path.encode("utf-8")),
+    }
+    if landmarks is not None:
+        values = np.asarray(landmarks, dtype=np.float32).reshape(-1)
+        feature["landmarks"] = tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@dataclasses.dataclass
+class _Task:
+    image: SourceImage
+    label: int
+    landmarks: np.ndarray | None
+
+
+def _encode(task: _Task, resize: tuple[int, int] | None) -> tuple[bytes, int, int, np.ndarray | None]:
+    data = read_image_bytes(task.image.path)
+    decoded = decode_image_rgb(data, source=task.image.path)  # refuses corrupt or truncated files
+    points = task.landmarks
+    if resize is not None and decoded.shape[:2] != tuple(resize):
+        height, width = resize
+        scale = np.array([width / decoded.shape[1], height / decoded.shape[0]])
+        decoded = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_AREA)
+        data = encode_image(decoded, image_format(data), quality=95)
+        if points is not None:  # pixel centres: x' + 0.5 = s (x + 0.5)
+            points = ((points.astype(np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    return data, decoded.shape[0], decoded.shape[1], points
+
+
+def _write_shard(path: Path, tasks: list[_Task], resize) -> tuple[int, list[dict]]:
+    skipped, written = [], 0
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for task in tasks:
+            try:
+                data, height, width, points = _encode(task, resize)
+            except (OSError, ValueError) as error:
+                skipped.append({"path": task.image.key, "reason": "unreadable", "error": str(error)})
+                continue
+            writer.write(make_example(data, task.label, task.image.identity, task.image.key, height, width,
+                                      points))
+            written += 1
+    return written, skipped
+
+
+def _remove_other_shards(out_dir: Path, split: str, keep: set[str]) -> None:
+    pattern = re.compile(rf"^{re.escape(split)}-\d{{5}}-of-\d{{5}}\.tfrecord$")
+    for path in out_dir.iterdir():
+        if pattern.match(path.name) and path.name not in keep:
+            path.unlink()
+
+
+def write_tfrecords(
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    num_shards: int = 16,
+    val_shards: int | None = None,
+    seed: int = 0,
+    landmarks: str | os.PathLike | dict[str, np.ndarray] | None = None,
+    exclude: str | os.PathLike | set[str] | None = None,
+    people: str | os.PathLike | set[str] | None = None,
+    min_images: int = 1,
+    val_fraction: float = 0.0,
+    resize: tuple[int, int] | None = None,
+    workers: int = 2,
+) -> dict:
+    """Writes a folder-per-identity tree or a list file as sharded TFRecords.
+
+    Output in `out_dir`: `train-XXXXX-of-NNNNN.tfrecord` (and `val-...` when `val_fraction > 0`),
+    `labels.json` (label -> identity, image count, split), `manifest.json` (examples, bytes and
+    SHA-256 per shard, settings) and `report.json` (images skipped as unreadable or without
+    landmarks, identities removed by each filter). Each shard is written under a temporary name
+    and renamed when complete; shards of an earlier run with another shard count are removed.
+
+    The output depends only on the inputs and `seed`: examples are shuffled with
+    `numpy.random.default_rng(seed)` and dealt round-robin to shards, labels follow the sorted
+    identity names (numerically sorted when all names are integers), train identities first.
+
+    Args:
+        src: str or path-like. A folder `src/<identity>/<image>` or a list file (`path label`).
+        out_dir: str or path-like. Output folder (created).
+        num_shards: int. Number of training shards.
+        val_shards: int. Number of validation shards; default `max(1, num_shards // 8)`.
+        seed: int. Seeds the example order and the validation split.
+        landmarks: landmark file or dict keyed like the source (`identity/file.jpg` relative
+            to a folder tree, or the list file's paths). Images without landmarks are skipped.
+        exclude: identity file or set. Identities to leave out (e.g. those in a test set).
+        people: identity file or set (e.g. LFW `peopleDevTrain.txt`). Only these are kept.
+        min_images: int. Keep identities with at least this many images.
+        val_fraction: float. Fraction of identities held out for validation.
+        resize: tuple `(height, width)` or None. Resize (area interpolation) and re-encode
+            (JPEG quality 95 or PNG) images of another size; stored landmarks are scaled too.
+        workers: int. Shards written in parallel.
+
+    Returns:
+        dict, the manifest.
+
+    Raises:
+        ValueError: bad options, bad list or landmark lines, an empty identity folder, or no
+            image left after filtering.
+        FileNotFoundError: a missing source, list, landmark or identity file.
+    """
+    if num_shards < 1 or (val_shards is not None and val_shards < 1) or workers < 1:
+        raise ValueError(f"num_shards, val_shards and workers must be positive. Received: num_shards="
+                         f"{num_shards}, val_shards={val_shards}, workers={workers}")
+    if resize is not None:
+        resize = tuple(int(v) for v in resize)
+        if len(resize) != 2 or min(resize) < 1:
+            raise ValueError(f"resize must be (height, width). Received: resize={resize}")
+    out_dir = Path(out_dir)
+    images = collect_images(src)
+    exclude_set = read_identity_file(exclude) if isinstance(exclude, (str, os.PathLike)) else exclude
+    people_set = read_identity_file(people) if isinstance(people, (str, os.PathLike)) else people
+    selection = select_identities(images, exclude=exclude_set, include=people_set, min_images=min_images,
+                                  val_fraction=val_fraction, seed=seed)
+    if not selection.train:
+        raise ValueError(f"No image left to write after filtering {len(images)} images from {src}. "
+                         f"Received: min_images={min_images}, exclude={exclude!r}, people={people!r}")
+    points = read_landmarks(landmarks) if isinstance(landmarks, (str, os.PathLike)) else landmarks
+
+    train_ids = identity_order({i.identity for i in selection.train})
+    val_ids = identity_order({i.identity for i in selection.val})
+    labels = {identity: index for index, identity in enumerate([*train_ids, *val_ids])}
+    rng = np.random.default_rng(seed)
+    skipped: list[dict] = []
+    splits = {"train": (selection.train, num_shards)}
+    if selection.val:
+        splits["val"] = (selection.val, val_shards or max(1, num_shards // 8))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_splits, written_per_identity = {}, dict.fromkeys(labels, 0)
+    for split, (split_images, shards) in splits.items():
+        tasks = []
+        for image in split_images:
+            if points is not None and image.key not in points:
+                skipped.append({"path": image.key, "reason": "no_landmarks",
+                                "error": "no line for this image in the landmark file"})
+                continue
+            tasks.append(_Task(image, labels[image.identity], None if points is None else points[image.key]))
+        order = rng.permutation(len(tasks))
+        per_shard = [[tasks[i] for i in order[s::shards]] for s in range(shards)]
+        names = [shard_name(split, s, shards) for s in range(shards)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda a: _write_shard(out_dir / a[0], a[1], resize),
+                                    zip(names, per_shard, strict=True)))
+        shard_entries = []
+        for name, shard_tasks, (count, shard_skipped) in zip(names, per_shard, results, strict=True):
+            skipped.extend(shard_skipped)
+            bad = {s["path"] for s in shard_skipped}
+            for task in shard_tasks:
+                if task.image.key not in bad:
+                    written_per_identity[task.image.identity] += 1
+            shard_entries.append({"file": name, "num_examples": count, "bytes": (out_dir / name).stat().st_size,
+                                  "sha256": sha256_file(out_dir / name)})
+        _remove_other_shards(out_dir, split, set(names))
+        ids = train_ids if split == "train" else val_ids
+        manifest_splits[split] = {
+            "num_examples": sum(e["num_examples"] for e in shard_entries),
+            "num_classes": len(ids),
+            "label_range": [labels[ids[0]], labels[ids[-1]] + 1],
+            "pattern": f"{split}-*-of-{shards:05d}.tfrecord",
+            "shards": shard_entries,
+        }
+    if "val" not in splits:
+        _remove_other_shards(out_dir, "val", set())
+
+    classes = [{"label": labels[i], "identity": i, "count": written_per_identity[i],
+                "split": "train" if index < len(train_ids) else "val"}
+               for index, i in enumerate([*train_ids, *val_ids])]
+    settings = {"source": str(src), "seed": seed, "min_images": min_images, "val_fraction": val_fraction,
+                "exclude": str(exclude) if isinstance(exclude, (str, os.PathLike)) else exclude is not None,
+                "people": str(people) if isinstance(people, (str, os.PathLike)) else people is not None,
+                "landmarks": points is not None, "resize": list(resize) if resize else None,
+                "channel_order": "RGB (decoded)", "stored_as": "original file bytes" if resize is None
+                else "resized, re-encoded"}
+    with atomic_write(out_dir / LABELS_NAME) as handle:
+        json.dump({"num_classes": len(labels), "classes": classes}, handle, indent=1)
+    with atomic_write(out_dir / REPORT_NAME) as handle:
+        json.dump({"skipped": sorted(skipped, key=lambda s: s["path"]),
+                   "removed_identities": selection.removed, "source_images": len(images)}, handle, indent=1)
+    manifest = {"format_version": FORMAT_VERSION, "created_by": f"keras_sphereface {__version__}",
+                "features": list(FEATURES), "num_classes": len(labels), "splits": manifest_splits,
+                "skipped": len(skipped), "settings": settings}
+    with atomic_write(out_dir / MANIFEST_NAME) as handle:
+        json.dump(manifest, handle, indent=1)
+    return manifest

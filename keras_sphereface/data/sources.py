@@ -1,0 +1,182 @@
+"""Where training images come from: a folder per identity or a list file, and identity filters.
+
+TensorFlow-free: plain paths and names, used by `records.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from keras_sphereface.data.align_folder import IMAGE_EXTENSIONS, list_images
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceImage:
+    """One training image.
+
+    Attributes:
+        path: Path. The file to read.
+        key: str. The path as the source names it (relative to the identity tree's root, or as
+            written in the list file); landmark files are looked up with it.
+        identity: str. The identity (folder name or the list file's label column).
+    """
+
+    path: Path
+    key: str
+    identity: str
+
+
+def images_from_folder(root: str | os.PathLike) -> list[SourceImage]:
+    """Images of a folder-per-identity tree: `root/<identity>/**/<image>.{jpg,jpeg,png}`.
+
+    Raises:
+        FileNotFoundError: `root` is not a folder.
+        ValueError: an identity folder holds no image, an image lies directly in `root`, or
+            there are no identity folders at all.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Image folder not found: {root}")
+    loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if loose:
+        raise ValueError(
+            f"{root} holds images outside identity folders (expected root/<identity>/<image>). "
+            f"Received: {loose[:3]}"
+        )
+    found = []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:
+        names = list_images(folder)
+        if not names:
+            raise ValueError(
+                f"Identity folder {folder} holds no JPEG or PNG image; remove it or add images. "
+                f"Received: identity={folder.name!r}"
+            )
+        found.extend(SourceImage(folder / n, f"{folder.name}/{n}", folder.name) for n in names)
+    if not found:
+        raise ValueError(f"{root} has no identity folders with images. Received: src={str(root)!r}")
+    return found
+
+
+def images_from_list(list_file: str | os.PathLike) -> list[SourceImage]:
+    """Images of a list file: `path label` per line (label: identity name or integer).
+
+    Relative paths are resolved against the list file's folder. The label is the last
+    whitespace-separated field, so paths may contain spaces. Blank lines and `#` comments are
+    ignored.
+
+    Raises:
+        FileNotFoundError: the list file is missing.
+        ValueError: a line without a path and a label (file and line number named), or no lines.
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"List file not found: {list_file}")
+    found = []
+    with open(list_file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.rsplit(None, 1)
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{list_file}, line {number}: expected `path label`, found {len(fields)} column(s). "
+                    f"Received: line={text!r}"
+                )
+            key, identity = fields
+            path = Path(key) if Path(key).is_absolute() else list_file.parent / key
+            found.append(SourceImage(path, key, identity))
+    if not found:
+        raise ValueError(f"List file {list_file} names no images. Received: list_file={str(list_file)!r}")
+    return found
+
+
+def collect_images(src: str | os.PathLike) -> list[SourceImage]:
+    """`images_from_folder` for a folder, `images_from_list` for a file."""
+    return images_from_folder(src) if Path(src).is_dir() else images_from_list(src)
+
+
+def read_identity_file(path: str | os.PathLike) -> set[str]:
+    """Identity names from a file: one per line, first column used (so LFW's `people*.txt`,
+    `lfw-names.txt` and plain lists all work); lines that are just a count are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Identity file not found: {path}")
+    names = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or (len(fields) == 1 and fields[0].isdigit()):
+            continue
+        names.add(fields[0])
+    return names
+
+
+def identity_order(identities) -> list[str]:
+    """Sorted identities; numerically when all are integers (so labels `0..N-1` keep their values)."""
+    identities = set(identities)
+    if all(i.isdigit() for i in identities):
+        return sorted(identities, key=int)
+    return sorted(identities)
+
+
+@dataclasses.dataclass
+class Selection:
+    """Images kept after filtering, split by identity, with what each filter removed."""
+
+    train: list[SourceImage]
+    val: list[SourceImage]
+    removed: dict[str, list[str]]
+
+
+def select_identities(
+    images: list[SourceImage],
+    exclude: set[str] | None = None,
+    include: set[str] | None = None,
+    min_images: int = 1,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> Selection:
+    """Filters identities and splits them into train and validation sets.
+
+    Args:
+        images: list of `SourceImage`.
+        exclude: set of str. Identities to drop (e.g. people who are also in a test set).
+        include: set of str. If given, only these identities are kept (e.g. `peopleDevTrain.txt`).
+        min_images: int. Keep identities with at least this many images (after the filters above).
+        val_fraction: float in `[0, 1)`. Fraction of the kept identities (chosen with `seed`)
+            that go to validation; identities never appear in both.
+        seed: int. Seeds the validation choice.
+
+    Returns:
+        `Selection` with `removed` mapping `"excluded"`, `"not_included"`, `"too_few_images"` to
+        the identities removed.
+    """
+    if min_images < 1:
+        raise ValueError(f"min_images must be at least 1. Received: min_images={min_images}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1). Received: val_fraction={val_fraction}")
+    counts = Counter(image.identity for image in images)
+    removed: dict[str, list[str]] = {"excluded": [], "not_included": [], "too_few_images": []}
+    kept = set()
+    for identity in identity_order(counts):
+        if exclude and identity in exclude:
+            removed["excluded"].append(identity)
+        elif include is not None and identity not in include:
+            removed["not_included"].append(identity)
+        elif counts[identity] < min_images:
+            removed["too_few_images"].append(identity)
+        else:
+            kept.add(identity)
+    order = identity_order(kept)
+    num_val = round(val_fraction * len(order))
+    chosen = np.random.default_rng(seed).permutation(len(order))[:num_val]
+    val_identities = {order[i] for i in chosen}
+    train = [image for image in images if image.identity in kept and image.identity not in val_identities]
+    val = [image for image in images if image.identity in val_identities]
+    return Selection(train=train, val=val, removed=removed)
