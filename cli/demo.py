@@ -10,8 +10,9 @@ import click
               help="Data root holding lfw/ (e.g. ../shared/data).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo",
               show_default=True, help="Where the demo writes its report.")
-def demo(data_dir: str, out_dir: str) -> None:
+@click.option("--epochs", default=30, show_default=True, help="Training epochs of each margin head.")
+def demo(data_dir: str, out_dir: str, epochs: int) -> None:
     """Run the end-to-end demo on LFW and write a report."""
     from keras_sphereface.demo import run_demo
 
-    run_demo(data_dir, out_dir)
+    run_demo(data_dir, out_dir, epochs=epochs)

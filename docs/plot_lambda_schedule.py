@@ -11,11 +11,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from keras_sphereface.layers import caffe_lambda  # noqa: E402
-from keras_sphereface.utils import atomic_path  # noqa: E402
+from keras_sphereface.layers import caffe_lambda
+from keras_sphereface.utils import atomic_path
 
 
 def main() -> None:

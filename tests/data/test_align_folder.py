@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ksf.main import cli
 
 from keras_sphereface.data import align
 from keras_sphereface.data.align_folder import align_folder, list_images
+from ksf.main import cli
 from tests.data.helpers import people_with_images
 
 

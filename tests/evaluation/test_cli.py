@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ksf.main import cli
 
 from keras_sphereface.data.align import align_face, load_image_rgb, read_landmarks
 from keras_sphereface.evaluation import pairs as pairs_lib
 from keras_sphereface.evaluation.protocol import verify_embeddings
+from ksf.main import cli
 
 from .conftest import lfw_subset, tiny_model
 
