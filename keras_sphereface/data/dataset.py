@@ -1,0 +1,296 @@
+"""The `tf.data` input pipeline: TFRecords written by `records.py` -> `(images, labels)` batches.
+
+Order of work (each stage parallel where it can be):
+    files (shuffled per epoch) -> shard per input pipeline -> parallel interleave of shards,
+    each shard read, parsed and decoded (optionally aligned on the fly from stored landmarks)
+    -> record check (a bad record stops the pipeline with an error naming its file and index)
+    -> optional cache -> shuffle buffer -> batch -> augmentation and normalisation per batch
+    -> prefetch.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import tensorflow as tf
+
+from keras_sphereface.data.align import get_template
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+_STATUS_MESSAGES = (
+    "ok",
+    "shape mismatch: the decoded image does not have the expected (height, width); write the "
+    "records with --resize or pass image_size / align=True",
+    "no landmarks stored in this record, so it cannot be aligned on the fly",
+    "corrupt or undecodable record (TFRecord framing/CRC, Example proto or image bytes)",
+)
+_OK, _SHAPE_MISMATCH, _NO_LANDMARKS, _CORRUPT = range(4)
+
+
+def _feature_spec() -> dict:
+    return {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "landmarks": tf.io.FixedLenFeature([10], tf.float32, default_value=[float("nan")] * 10),
+    }
+
+
+def _decode(data: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes -> `uint8` `(height, width, 3)` RGB, bit-identical to OpenCV's decoding.
+
+    TensorFlow's default JPEG IDCT is libjpeg's fast integer one; OpenCV (and so `align`, the
+    evaluation crops and the reference model) uses the accurate one, hence `INTEGER_ACCURATE`.
+    """
+    return tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(data, channels=3),
+    )
+
+
+def similarity_transform_tf(src: tf.Tensor, dst: tf.Tensor) -> tf.Tensor:
+    """Least-squares similarity transform in TensorFlow (same closed form as `align.similarity_transform`).
+
+    Args:
+        src: `float32` tensor `(5, 2)`. Landmarks `(x, y)` in the source image.
+        dst: `float32` tensor `(5, 2)`. Template points in the output image.
+
+    Returns:
+        `float32` tensor `(4,)`: `(a, b, tx, ty)` of `[[a, -b, tx], [b, a, ty]]`.
+    """
+    src_mean = tf.reduce_mean(src, axis=0)
+    dst_mean = tf.reduce_mean(dst, axis=0)
+    p, q = src - src_mean, dst - dst_mean
+    norm = tf.reduce_sum(p * p)
+    a = tf.reduce_sum(p[:, 0] * q[:, 0] + p[:, 1] * q[:, 1]) / norm
+    b = tf.reduce_sum(p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]) / norm
+    tx = dst_mean[0] - (a * src_mean[0] - b * src_mean[1])
+    ty = dst_mean[1] - (b * src_mean[0] + a * src_mean[1])
+    return tf.stack([a, b, tx, ty])
+
+
+def warp_to_template(
+    image: tf.Tensor, landmarks: tf.Tensor, template: tf.Tensor, size: tuple[int, int],
+    interpolation: str = "bilinear",
+) -> tf.Tensor:
+    """Aligns one image in TensorFlow, with the same pixel conventions as `align.align_face`.
+
+    Args:
+        image: `uint8` tensor `(height, width, 3)`.
+        landmarks: `float32` tensor `(5, 2)` in pixels of `image` (pixel centres at integers).
+        template: `float32` tensor `(5, 2)` in output pixels.
+        size: tuple `(height, width)` of the output.
+        interpolation: str. `"bilinear"` or `"nearest"`.
+
+    Returns:
+        `uint8` tensor `(size[0], size[1], 3)`; black outside the source image.
+    """
+    a, b, tx, ty = tf.unstack(similarity_transform_tf(landmarks, template))
+    # ImageProjectiveTransform maps each output pixel to the input: use the inverse transform.
+    det = a * a + b * b
+    ia, ib = a / det, b / det
+    itx = -(ia * tx + ib * ty)
+    ity = -(-ib * tx + ia * ty)
+    transform = tf.stack([ia, ib, itx, -ib, ia, ity, 0.0, 0.0])[None, :]
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None],
+        transforms=transform,
+        output_shape=tf.constant(size, tf.int32),
+        fill_value=0.0,
+        interpolation=interpolation.upper(),
+        fill_mode="CONSTANT",
+    )[0]
+    return tf.cast(tf.clip_by_value(tf.round(warped), 0.0, 255.0), tf.uint8)
+
+
+def _per_file(filename, decode_fn, parallel, check_records):
+    """One shard's examples `(image, label)`, decoded; with `check_records`, bad records raise."""
+    records = tf.data.TFRecordDataset(filename).map(lambda r: (r, False))
+    if check_records:
+        # An end marker after the last record lets the check below see a bad last record.
+        records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+    decoded = records.enumerate().map(
+        lambda index, item: (filename, index, *decode_fn(item[0], item[1])),
+        num_parallel_calls=parallel, deterministic=True,
+    )
+    if check_records:
+        # A record that fails to read or decode is dropped here and found by `_check` as a gap
+        # in the indices, so the error can name the file and record (TensorFlow's own do not).
+        decoded = decoded.ignore_errors().scan(tf.constant(0, tf.int64), _check)
+    else:
+        decoded = decoded.map(lambda f, i, image, label, status, shape, end: (image, label, end))
+    return decoded.filter(lambda image, label, end: tf.logical_not(end)).map(
+        lambda image, label, end: (image, label)
+    )
+
+
+def _check(expected, element):
+    filename, index, image, label, status, shape, is_end = element
+    gap = tf.not_equal(index, expected)
+    problem = tf.where(gap, _CORRUPT, status)
+    record = tf.where(gap, expected, index)
+    message = tf.gather(tf.constant(_STATUS_MESSAGES), problem)
+    check = tf.debugging.Assert(
+        tf.equal(problem, _OK),
+        ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", record, message,
+         "decoded image shape", shape],
+        summarize=8,
+    )
+    with tf.control_dependencies([check]):
+        next_expected = tf.identity(index + 1)
+    return next_expected, (image, label, is_end)
+
+
+def tfrecord_dataset(
+    pattern: str | list[str],
+    batch_size: int,
+    training: bool = True,
+    image_size: tuple[int, int] = (112, 96),
+    align: bool = False,
+    template: str = "sphereface",
+    flip: bool = True,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    normalization: tuple[float, float] | None = (127.5, 128.0),
+    shuffle_buffer: int = 8192,
+    seed: int | None = None,
+    cache: bool | str = False,
+    drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    num_parallel_calls: int = AUTOTUNE,
+    check_records: bool = True,
+) -> tf.data.Dataset:
+    """A `tf.data.Dataset` of `(images, labels)` batches from TFRecords of `write_tfrecords`.
+
+    Args:
+        pattern: str or list of str. Glob pattern(s) of shards, e.g. `"out/train-*.tfrecord"`.
+        batch_size: int. The global batch size; with `input_context`, each pipeline yields
+            `input_context.get_per_replica_batch_size(batch_size)`.
+        training: bool. Shuffle files and examples, augment, drop the last partial batch.
+            False: file order, no augmentation, the last partial batch is kept.
+        image_size: tuple `(height, width)`. Output size; without `align`, stored images must
+            already have it (else the error names file and record).
+        align: bool. Align on the fly with the stored landmarks (for records of original
+            photos); `template` and `image_size` choose the template.
+        template: str. `"sphereface"` or `"arcface"`.
+        flip: bool. Random horizontal flip when training (as in the SphereFace paper).
+        brightness: float. Off (0) by default; else a random brightness offset in
+            `[-brightness, brightness]` (0-255 pixel units) when training.
+        contrast: float. Off (0) by default; else a random contrast factor in
+            `[1 - contrast, 1 + contrast]` when training.
+        normalization: tuple `(mean, scale)` or None. Output `(x - mean) / scale`; the default
+            `(127.5, 128.0)` is the paper's; None gives `float32` pixels in `[0, 255]`.
+        shuffle_buffer: int. Examples in the shuffle buffer (training).
+        seed: int or None. With a seed, the whole output (order, flips) is deterministic.
+        cache: bool or str. Cache decoded images in memory (True) or in a file (a path).
+        drop_remainder: bool or None. Default: True when training.
+        input_context: `tf.distribute.InputContext` or None. As given by
+            `strategy.distribute_datasets_from_function`: shards files per input pipeline.
+        num_parallel_calls: int. Parallelism of reading and decoding (default AUTOTUNE).
+        check_records: bool. Detect bad records and name them (default). False skips the
+            check, which is a little faster, and leaves TensorFlow's own error messages.
+
+    Returns:
+        `tf.data.Dataset` of `(images, labels)`: `float32` `(batch, height, width, 3)` RGB and
+        `int32` `(batch,)`.
+
+    Raises:
+        ValueError: no file matches, fewer files than input pipelines, or bad arguments.
+    """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise ValueError(f"No TFRecord file matches the pattern. Received: pattern={pattern!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size}")
+    height, width = (int(v) for v in image_size)
+    if normalization is not None and float(normalization[1]) == 0.0:
+        raise ValueError(f"normalization scale must not be 0. Received: normalization={normalization}")
+    if drop_remainder is None:
+        drop_remainder = training
+    if input_context is not None:
+        if len(files) < input_context.num_input_pipelines:
+            raise ValueError(
+                f"{len(files)} TFRecord file(s) cannot be split over {input_context.num_input_pipelines} "
+                f"input pipelines; write more shards. Received: pattern={pattern!r}"
+            )
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    template_points = tf.constant(get_template(template, (height, width)), tf.float32)
+    spec = _feature_spec()
+
+    def decode(record, is_end):
+        def real():
+            example = tf.io.parse_single_example(record, spec)
+            image = _decode(example["image"])
+            shape = tf.shape(image)
+            label = tf.cast(example["label"], tf.int32)
+            if align:
+                points = tf.reshape(example["landmarks"], (5, 2))
+                has_points = tf.reduce_all(tf.math.is_finite(points))
+                safe = tf.where(has_points, points, template_points)
+                out = warp_to_template(image, safe, template_points, (height, width))
+                status = tf.where(has_points, _OK, _NO_LANDMARKS)
+            else:
+                fits = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+                out = tf.cond(fits, lambda: image, lambda: tf.zeros((height, width, 3), tf.uint8))
+                status = tf.where(fits, _OK, _SHAPE_MISMATCH)
+            return tf.ensure_shape(out, (height, width, 3)), label, status, shape
+
+        def end():
+            return tf.zeros((height, width, 3), tf.uint8), tf.constant(-1), _OK, tf.zeros((3,), tf.int32)
+
+        image, label, status, shape = tf.cond(is_end, end, real)
+        return image, label, status, shape, is_end
+
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None:
+        files_ds = files_ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    deterministic = seed is not None or not training
+    examples = files_ds.interleave(
+        lambda f: _per_file(f, decode, num_parallel_calls, check_records),
+        cycle_length=min(len(files), 16),
+        block_length=1,
+        num_parallel_calls=num_parallel_calls,
+        deterministic=deterministic,
+    )
+    if cache:
+        examples = examples.cache("" if cache is True else str(cache))
+    if training:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and (flip or brightness or contrast):
+        base_seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
+        augment = functools.partial(_augment, flip=flip, brightness=brightness, contrast=contrast,
+                                    seed=base_seed)
+        examples = examples.enumerate().map(augment, num_parallel_calls=num_parallel_calls,
+                                            deterministic=deterministic)
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
+                             deterministic=deterministic)
+    if normalization is not None:
+        mean, scale = float(normalization[0]), float(normalization[1])
+        batches = batches.map(lambda images, labels: ((tf.cast(images, tf.float32) - mean) / scale, labels),
+                              num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    else:
+        batches = batches.map(lambda images, labels: (tf.cast(images, tf.float32), labels),
+                              num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    return batches.prefetch(AUTOTUNE)
+
+
+def _augment(index, example, flip, brightness, contrast, seed):
+    """Per-image augmentation on `uint8` pixels, random but reproducible from (seed, index)."""
+    image, label = example
+    draws = tf.random.stateless_uniform((3,), seed=tf.stack([tf.constant(seed, tf.int64), index]))
+    if flip:
+        image = tf.cond(draws[0] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    if brightness or contrast:
+        pixels = tf.cast(image, tf.float32)
+        if contrast:
+            mean = tf.reduce_mean(pixels)
+            pixels = (pixels - mean) * (1.0 + contrast * (2.0 * draws[1] - 1.0)) + mean
+        if brightness:
+            pixels = pixels + brightness * (2.0 * draws[2] - 1.0)
+        image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+    return image, label
