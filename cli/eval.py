@@ -142,6 +142,8 @@ def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
 @_model_options
 @click.option("--min-images", type=click.IntRange(2), default=10, show_default=True,
               help="Only identities with at least this many images count.")
+@click.option("--records", default="*.tfrecord", show_default=True,
+              help="TFRecord files in --data to use instead of a folder tree, when there are any.")
 @click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
               help="Combine each embedding with its mirror's.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/afs", show_default=True,
@@ -149,7 +151,7 @@ def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
 @click.pass_context
 @_report_errors
 def afs(ctx: click.Context, **params) -> None:
-    """Angular Fisher Score (lower is better) of a labelled folder <images>/<identity>/<image>."""
+    """Angular Fisher Score (lower is better) of <images>/<identity>/<image> or of TFRecords."""
     from keras_sphereface.evaluation import angular_fisher_score_of_folder
 
     kwargs = _common_kwargs(params)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -149,23 +150,28 @@ def keras_embedder(model, preprocess: str = "ksf", batch_size: int = 64) -> Embe
     )
 
 
-def _find_zoo_builder(name: str):
+def _zoo_builders() -> dict:
+    """Lower-case name -> builder for the public model builders that need nothing but `weights`."""
     from keras_sphereface import models
 
-    registry = getattr(models, "get_model", None)
-    candidates = {
-        attr.lower(): attr
-        for attr in dir(models)
-        if not attr.startswith("_") and attr[:1].isupper() and callable(getattr(models, attr))
-    }
-    if name.lower() in candidates:
-        return getattr(models, candidates[name.lower()])
-    if registry is not None:
-        return lambda **kwargs: registry(name, **kwargs)
-    raise ValueError(
-        f"{name!r} is neither a model file, a SavedModel directory nor a model of the zoo "
-        f"({', '.join(sorted(candidates.values())) or 'none available'}). Received: model={name!r}"
-    )
+    builders = {}
+    for attr in dir(models):
+        value = getattr(models, attr)
+        if attr[:1].isupper() and inspect.isfunction(value):
+            required = [p for p in inspect.signature(value).parameters.values()
+                        if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD]
+            if all(p.name == "weights" for p in required):
+                builders[attr.lower()] = value
+    return builders
+
+
+def _find_zoo_builder(name: str):
+    builders = _zoo_builders()
+    if name.lower() in builders:
+        return builders[name.lower()]
+    names = ", ".join(sorted(b.__name__ for b in builders.values())) or "none available"
+    raise ValueError(f"{name!r} is neither a model file, a SavedModel directory nor a model of the zoo "
+                     f"({names}). Received: model={name!r}")
 
 
 def load_embedder(model, weights=None, preprocess: str | None = None, batch_size: int = 64) -> Embedder:
@@ -245,9 +251,13 @@ class FaceSource:
             return f"no landmarks for {path}"
         return None
 
+    def load_bytes(self, path: str) -> bytes:
+        """Returns the encoded image `path`."""
+        return (self.root / path).read_bytes()
+
     def read(self, path: str) -> tuple[bytes, str]:
-        """Returns the file bytes and the content key of `path` (image digest + crop settings)."""
-        data = (self.root / path).read_bytes()
+        """Returns the encoded image and its content key (image digest + crop settings)."""
+        data = self.load_bytes(path)
         digest = hashlib.sha256(data)
         digest.update(self.describe().encode())
         if self.landmarks is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +115,9 @@ def _check_pairs_available(pairs: PairList, source: embed_lib.FaceSource, skip_m
 def _check_prealigned(source: embed_lib.FaceSource, first_path: str, embedder: embed_lib.Embedder):
     if source.landmarks is not None:
         return
-    from keras_sphereface.data.images import load_image_rgb
+    from keras_sphereface.data.images import decode_image_rgb
 
-    shape = load_image_rgb(source.root / first_path).shape
+    shape = decode_image_rgb(source.load_bytes(first_path), source=first_path).shape
     if tuple(shape[:2]) != tuple(embedder.input_size):
         raise ValueError(
             f"No landmark file, so the images must be aligned crops of the model's input size "
@@ -344,6 +345,25 @@ def labelled_images(root: str | os.PathLike, min_images: int = 1) -> tuple[list[
     return paths, labels
 
 
+def _labelled_source(data_dir, landmarks, images_dir, template, crop_size, interpolation, min_images,
+                     records):
+    """`(source, paths, labels)` of a labelled folder or of the TFRecords in it."""
+    from keras_sphereface.evaluation import tfrecords
+
+    files = tfrecords.find_record_files(data_dir, records) if images_dir is None else []
+    if not files:
+        source = make_source(data_dir, landmarks, images_dir, template, crop_size, interpolation)
+        paths, labels = labelled_images(source.root, min_images)
+        return source, paths, labels
+    keys, identities, images, points = tfrecords.read_face_records(files)
+    counts = Counter(identities)
+    chosen = [(k, i) for k, i in zip(keys, identities, strict=True) if counts[i] >= min_images]
+    size = tuple(crop_size) if crop_size is not None else TEMPLATE_SIZES[template]
+    source = tfrecords.RecordSource(Path(data_dir), points or None, template, size, interpolation,
+                                    images=images)
+    return source, [k for k, _ in chosen], [i for _, i in chosen]
+
+
 def angular_fisher_score_of_folder(
     model,
     data_dir,
@@ -351,6 +371,7 @@ def angular_fisher_score_of_folder(
     landmarks="auto",
     images_dir=None,
     min_images: int = 10,
+    records: str = "*.tfrecord",
     flip: str = "none",
     skip_missing: bool = False,
     out_dir=None,
@@ -364,7 +385,11 @@ def angular_fisher_score_of_folder(
     show: bool = True,
     command: str | None = None,
 ) -> dict:
-    """The Angular Fisher Score of a labelled image folder (`<images>/<identity>/<image>`).
+    """The Angular Fisher Score of a labelled image folder (`<images>/<identity>/<image>`) or TFRecords.
+
+    When `data_dir` holds files matching `records` (TFRecords written by `ksf make-tfrecords`),
+    the examples of those files are used: identity from their `identity` feature (else `label`),
+    aligned with their stored landmarks, or taken as aligned crops when they store none.
 
     Args:
         model: str, path-like or `keras.Model`. As in `evaluate_pairs`.
@@ -373,6 +398,7 @@ def angular_fisher_score_of_folder(
         landmarks: `"auto"`, None or a path. See `make_source`.
         images_dir: str, path-like or None. Overrides the image folder.
         min_images: int. Only identities with at least this many images count.
+        records: str. Glob pattern of TFRecord files inside `data_dir`.
         flip: str. `"none"` (one embedding per image), `"concat"` or `"sum"` with the mirror's.
         skip_missing: bool. Leave out images without landmarks instead of failing.
         out_dir: str, path-like or None. Where `afs.json` goes.
@@ -387,8 +413,8 @@ def angular_fisher_score_of_folder(
     started = time.perf_counter()
     if min_images < 2:
         raise ValueError(f"min_images must be at least 2. Received: min_images={min_images}")
-    source = make_source(data_dir, landmarks, images_dir, template, crop_size, interpolation)
-    paths, labels = labelled_images(source.root, min_images)
+    source, paths, labels = _labelled_source(data_dir, landmarks, images_dir, template, crop_size,
+                                             interpolation, min_images, records)
     missing = [p for p in paths if source.check_available(p)]
     if missing and not skip_missing:
         raise FileNotFoundError(

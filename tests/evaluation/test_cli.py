@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from keras_sphereface.data.align import align_face, load_image_rgb, read_landmarks
 from keras_sphereface.evaluation import pairs as pairs_lib
+from keras_sphereface.evaluation.fisher import angular_fisher_score
 from keras_sphereface.evaluation.protocol import verify_embeddings
 from ksf.main import cli
 
@@ -30,6 +31,7 @@ def _run(args):
     return result
 
 
+@pytest.mark.slow
 def test_eval_pairs_writes_report_and_plots(tmp_path, lfw_dir, lfw_subset_file, tiny_file):
     out = tmp_path / "out"
     result = _run(["eval", "pairs", str(lfw_subset_file), "--model", str(tiny_file), "--data", str(lfw_dir),
@@ -129,22 +131,56 @@ def test_prealigned_folder_of_wrong_size_is_refused(tmp_path, lfw_dir, tiny_file
     assert result.exit_code == 1 and "must be aligned crops" in result.output and "100x100" in result.output
 
 
-def test_afs_on_a_small_labelled_folder(tmp_path, lfw_dir, tiny_file):
-    # Three LFW identities with >= 10 images, linked into a folder of their own.
+@pytest.fixture
+def people_folder(tmp_path, lfw_dir):
+    """Three LFW identities with 10 images each and one with 3 (below --min-images 10), linked."""
     folder = tmp_path / "people"
-    for person in ("Ariel_Sharon", "Colin_Powell", "Serena_Williams"):
+    for person, count in (("Ariel_Sharon", 10), ("Colin_Powell", 10), ("Serena_Williams", 10), ("Tony_Blair", 3)):
         (folder / person).mkdir(parents=True)
-        for image in sorted((lfw_dir / "images" / person).iterdir())[:10]:
+        for image in sorted((lfw_dir / "images" / person).iterdir())[:count]:
             (folder / person / image.name).symlink_to(image)
-    (folder / "Lonely").mkdir()
+    return folder
+
+
+def test_afs_on_a_small_labelled_folder(tmp_path, lfw_dir, tiny_file, people_folder):
     out = tmp_path / "afs"
-    result = _run(["eval", "afs", "--model", str(tiny_file), "--data", str(folder),
+    result = _run(["eval", "afs", "--model", str(tiny_file), "--data", str(people_folder),
                    "--landmarks", str(lfw_dir / "landmarks.txt"), "--no-cache", "--no-progress",
-                   "--out", str(out), "--skip-missing"])
+                   "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "afs.json").read_text())
     assert report["identities"] == 3 and report["images"] == 30 and report["angular_fisher_score"] > 0
     assert "Angular Fisher Score" in result.output
+    # Independent: align, embed and score directly.
+    landmarks = read_landmarks(lfw_dir / "landmarks.txt")
+    paths = sorted(p.relative_to(people_folder).as_posix() for p in people_folder.glob("*/*.jpg")
+                   if not p.name.startswith("Tony_Blair"))
+    crops = np.stack([align_face(load_image_rgb(people_folder / p), landmarks[p]) for p in paths])
+    feats = tiny_model().predict((crops.astype(np.float32) - 127.5) / 128.0, verbose=0)
+    expected = angular_fisher_score(feats, np.array([p.split("/")[0] for p in paths]))
+    assert report["angular_fisher_score"] == pytest.approx(expected, rel=1e-5)
+    # With --min-images 11 no identity is left.
+    result = _run(["eval", "afs", "--model", str(tiny_file), "--data", str(people_folder),
+                   "--landmarks", str(lfw_dir / "landmarks.txt"), "--no-cache", "--no-progress",
+                   "--out", str(out), "--min-images", "11"])
+    assert result.exit_code == 1 and "Fewer than two identities with at least 11 images" in result.output
+
+
+@pytest.mark.tf_backend
+def test_afs_on_tfrecords_equals_the_folder(tmp_path, lfw_dir, tiny_file, people_folder):
+    from keras_sphereface.data import write_tfrecords
+
+    records = tmp_path / "records"
+    write_tfrecords(people_folder, records, num_shards=2, landmarks=lfw_dir / "landmarks.txt", workers=1)
+    args = ["eval", "afs", "--model", str(tiny_file), "--no-cache", "--no-progress"]
+    result = _run([*args, "--data", str(records), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    from_records = json.loads((tmp_path / "a" / "afs.json").read_text())
+    _run([*args, "--data", str(people_folder), "--landmarks", str(lfw_dir / "landmarks.txt"),
+          "--out", str(tmp_path / "b")])
+    from_folder = json.loads((tmp_path / "b" / "afs.json").read_text())
+    assert from_records["images"] == 30 and from_records["identities"] == 3
+    assert from_records["angular_fisher_score"] == pytest.approx(from_folder["angular_fisher_score"], rel=1e-6)
 
 
 @pytest.mark.slow
