@@ -10,9 +10,6 @@ Order of work (each stage parallel where it can be):
 
 from __future__ import annotations
 
-import functools
-import random
-
 import tensorflow as tf
 
 from keras_sphereface.data.align import get_template
@@ -105,41 +102,65 @@ def warp_to_template(
     return tf.cast(tf.clip_by_value(tf.round(warped), 0.0, 255.0), tf.uint8)
 
 
-def _per_file(filename, decode_fn, parallel, check_records):
-    """One shard's examples `(image, label)`, decoded; with `check_records`, bad records raise."""
-    records = tf.data.TFRecordDataset(filename).map(lambda r: (r, False))
-    if check_records:
-        # An end marker after the last record lets the check below see a bad last record.
-        records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), True)))
-    decoded = records.enumerate().map(
-        lambda index, item: (filename, index, *decode_fn(item[0], item[1])),
-        num_parallel_calls=parallel, deterministic=True,
+def _end_marker(height: int, width: int, template_points) -> bytes:
+    """A valid record (black image, template landmarks) appended to each shard when checking."""
+    from keras_sphereface.data.records import make_example
+
+    black = tf.io.encode_png(tf.zeros((height, width, 3), tf.uint8)).numpy()
+    return make_example(black, -1, "", "<end of file>", height, width, landmarks=template_points.numpy())
+
+
+def _per_file(filename, file_seed, decode_fn, parallel, check_records, end_marker=b""):
+    """One shard's examples `(image, label, False)`, decoded; with `check_records`, bad records raise.
+
+    `decode_fn(record, is_end, seed)` gets a per-record stateless seed `(file_seed, index)`;
+    `file_seed` is drawn anew for every file in every epoch.
+    """
+    records = tf.data.TFRecordDataset(filename)
+    parallelism = {} if parallel is None else {"num_parallel_calls": parallel, "deterministic": True}
+    if not check_records:
+        return records.enumerate().map(
+            lambda index, record: _without_status(*decode_fn(record, False, tf.stack([file_seed, index]))),
+            **parallelism,
+        )
+    # An end marker after the last record lets `_check` see a bad last record.
+    marked = records.map(lambda r: (r, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant(end_marker), True))
     )
-    if check_records:
-        # A record that fails to read or decode is dropped here and found by `_check` as a gap
-        # in the indices, so the error can name the file and record (TensorFlow's own do not).
-        decoded = decoded.ignore_errors().scan(tf.constant(0, tf.int64), _check)
-    else:
-        decoded = decoded.map(lambda f, i, image, label, status, shape, end: (image, label, end))
-    return decoded.filter(lambda image, label, end: tf.logical_not(end)).map(
-        lambda image, label, end: (image, label)
+    decoded = marked.enumerate().map(
+        lambda index, item: (filename, index, *decode_fn(item[0], item[1], tf.stack([file_seed, index]))),
+        **parallelism,
     )
+    # A record that fails to read or decode is dropped here and found by `_check` as a gap in
+    # the indices, so the error can name the file and record (TensorFlow's own errors do not).
+    checked = decoded.ignore_errors().scan(tf.constant(0, tf.int64), _check)
+    return checked.filter(lambda image, label, end: tf.logical_not(end))
+
+
+def _without_status(image, label, status, shape, is_end):
+    return image, label, is_end
 
 
 def _check(expected, element):
+    """Scan step: raises, naming file and record, at a gap in the indices or a bad status."""
     filename, index, image, label, status, shape, is_end = element
     gap = tf.not_equal(index, expected)
-    problem = tf.where(gap, _CORRUPT, status)
-    record = tf.where(gap, expected, index)
-    message = tf.gather(tf.constant(_STATUS_MESSAGES), problem)
-    check = tf.debugging.Assert(
-        tf.equal(problem, _OK),
-        ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", record, message,
-         "decoded image shape", shape],
-        summarize=8,
-    )
-    with tf.control_dependencies([check]):
-        next_expected = tf.identity(index + 1)
+
+    def fail():
+        problem = tf.where(gap, _CORRUPT, status)
+        message = tf.gather(tf.constant(_STATUS_MESSAGES), problem)
+        record = tf.where(gap, expected, index)
+        check = tf.debugging.Assert(
+            False,
+            ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", record, message,
+             "decoded image shape", shape],
+            summarize=8,
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(index + 1)
+
+    bad = tf.logical_or(gap, tf.not_equal(status, _OK))
+    next_expected = tf.cond(bad, fail, lambda: index + 1)
     return next_expected, (image, label, is_end)
 
 
@@ -220,7 +241,13 @@ def tfrecord_dataset(
     template_points = tf.constant(get_template(template, (height, width)), tf.float32)
     spec = _feature_spec()
 
-    def decode(record, is_end):
+    augment_options = {"flip": flip, "brightness": brightness, "contrast": contrast}
+    augmenting = training and (flip or brightness or contrast)
+    # Augmentation is fused into decoding (cheapest), except when decoded images are cached:
+    # then it must come after the cache, or every epoch would see the same flips.
+    fuse_augmentation = augmenting and not cache
+
+    def decode(record, is_end, record_seed):
         def real():
             example = tf.io.parse_single_example(record, spec)
             image = _decode(example["image"])
@@ -236,22 +263,27 @@ def tfrecord_dataset(
                 fits = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
                 out = tf.cond(fits, lambda: image, lambda: tf.zeros((height, width, 3), tf.uint8))
                 status = tf.where(fits, _OK, _SHAPE_MISMATCH)
-            return tf.ensure_shape(out, (height, width, 3)), label, status, shape
+            out = tf.ensure_shape(out, (height, width, 3))
+            if fuse_augmentation:
+                out = _augment(out, record_seed, **augment_options)
+            return out, label, status, shape
 
-        def end():
-            return tf.zeros((height, width, 3), tf.uint8), tf.constant(-1), _OK, tf.zeros((3,), tf.int32)
+        # The end-of-file marker is a valid record too (see `_end_marker`): no branch needed.
+        return (*real(), is_end)
 
-        image, label, status, shape = tf.cond(is_end, end, real)
-        return image, label, status, shape, is_end
-
+    marker = _end_marker(height, width, template_points) if check_records else b""
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:
         files_ds = files_ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    files_ds = tf.data.Dataset.zip(files_ds, _random_seeds(seed))
     deterministic = seed is not None or not training
+    # Shards are decoded in parallel by the interleave; a record-level parallel map inside each
+    # shard is only worth its threads when there are few shards.
+    per_file_parallel = num_parallel_calls if len(files) < 4 else None
     examples = files_ds.interleave(
-        lambda f: _per_file(f, decode, num_parallel_calls, check_records),
+        lambda f, file_seed: _per_file(f, file_seed, decode, per_file_parallel, check_records, marker),
         cycle_length=min(len(files), 16),
         block_length=1,
         num_parallel_calls=num_parallel_calls,
@@ -261,28 +293,30 @@ def tfrecord_dataset(
         examples = examples.cache("" if cache is True else str(cache))
     if training:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if training and (flip or brightness or contrast):
-        base_seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
-        augment = functools.partial(_augment, flip=flip, brightness=brightness, contrast=contrast,
-                                    seed=base_seed)
-        examples = examples.enumerate().map(augment, num_parallel_calls=num_parallel_calls,
-                                            deterministic=deterministic)
+    if augmenting and not fuse_augmentation:
+        examples = tf.data.Dataset.zip(examples, _random_seeds(None if seed is None else seed + 1)).map(
+            lambda example, element_seed: (
+                _augment(example[0], tf.stack([element_seed, 0]), **augment_options), *example[1:]
+            ),
+            num_parallel_calls=num_parallel_calls, deterministic=deterministic,
+        )
     batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
                              deterministic=deterministic)
-    if normalization is not None:
-        mean, scale = float(normalization[0]), float(normalization[1])
-        batches = batches.map(lambda images, labels: ((tf.cast(images, tf.float32) - mean) / scale, labels),
-                              num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    else:
-        batches = batches.map(lambda images, labels: (tf.cast(images, tf.float32), labels),
-                              num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    mean, scale = (0.0, 1.0) if normalization is None else (float(normalization[0]), float(normalization[1]))
+    # Elements still carry the end-of-file flag (always False here); it is dropped per batch.
+    batches = batches.map(lambda images, labels, _: ((tf.cast(images, tf.float32) - mean) / scale, labels),
+                          num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     return batches.prefetch(AUTOTUNE)
 
 
-def _augment(index, example, flip, brightness, contrast, seed):
-    """Per-image augmentation on `uint8` pixels, random but reproducible from (seed, index)."""
-    image, label = example
-    draws = tf.random.stateless_uniform((3,), seed=tf.stack([tf.constant(seed, tf.int64), index]))
+def _random_seeds(seed: int | None) -> tf.data.Dataset:
+    """An endless stream of `int64` seeds, different in each epoch, reproducible given `seed`."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+
+def _augment(image, seed, flip, brightness, contrast):
+    """Per-image augmentation on `uint8` pixels, random but reproducible from a stateless seed."""
+    draws = tf.random.stateless_uniform((3,), seed=seed)
     if flip:
         image = tf.cond(draws[0] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
     if brightness or contrast:
@@ -293,4 +327,4 @@ def _augment(index, example, flip, brightness, contrast, seed):
         if brightness:
             pixels = pixels + brightness * (2.0 * draws[2] - 1.0)
         image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
-    return image, label
+    return image

@@ -212,3 +212,21 @@ def test_bad_arguments(crop_records, tmp_path):
         tfrecord_dataset(pattern, 0)
     with pytest.raises(ValueError, match="Unknown alignment template"):
         tfrecord_dataset(pattern, 4, align=True, template="dlib")
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_flips_change_between_epochs(crop_records, cache):
+    pattern, _ = crop_records
+    originals, _ = _all(tfrecord_dataset(pattern, 1, training=False, normalization=None))
+    dataset = tfrecord_dataset(pattern, 1, seed=2, normalization=None, cache=cache)
+    patterns = []
+    for _ in range(2):
+        flipped = set()
+        for image in _all(dataset)[0]:
+            match = [i for i, o in enumerate(originals) if np.array_equal(image, o)]
+            mirror = [i for i, o in enumerate(originals) if np.array_equal(image, o[:, ::-1])]
+            assert match or mirror
+            if mirror and not match:
+                flipped.add(mirror[0])
+        patterns.append(flipped)
+    assert patterns[0] and patterns[1] and patterns[0] != patterns[1]
