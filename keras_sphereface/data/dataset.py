@@ -145,22 +145,15 @@ def _check(expected, element):
     """Scan step: raises, naming file and record, at a gap in the indices or a bad status."""
     filename, index, image, label, status, shape, is_end = element
     gap = tf.not_equal(index, expected)
-
-    def fail():
-        problem = tf.where(gap, _CORRUPT, status)
-        message = tf.gather(tf.constant(_STATUS_MESSAGES), problem)
-        record = tf.where(gap, expected, index)
-        check = tf.debugging.Assert(
-            False,
-            ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", record, message,
-             "decoded image shape", shape],
-            summarize=8,
-        )
-        with tf.control_dependencies([check]):
-            return tf.identity(index + 1)
-
-    bad = tf.logical_or(gap, tf.not_equal(status, _OK))
-    next_expected = tf.cond(bad, fail, lambda: index + 1)
+    problem = tf.where(gap, _CORRUPT, status)
+    check = tf.debugging.Assert(
+        tf.equal(problem, _OK),
+        ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", tf.minimum(index, expected),
+         tf.gather(tf.constant(_STATUS_MESSAGES), problem), "decoded image shape", shape],
+        summarize=8,
+    )
+    with tf.control_dependencies([check]):
+        next_expected = index + 1
     return next_expected, (image, label, is_end)
 
 
