@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -95,7 +96,12 @@ def main(argv=None) -> int:
                                   args.epochs)
         training = _time_training(crop_pattern, crops["num_classes"], args.train_batch_size, args.train_steps)
         result = {
-            "benchmark": "input_pipeline",
+            "what": "tf.data pipeline over TFRecords of LFW (read, decode, flip, normalize, batch) "
+                    "vs a Sphere-20 + A-Softmax training step",
+            "images_per_s": aligned["images_per_s"],
+            "hardware": f"{platform.machine()} CPU x{os.cpu_count()}",
+            "precision": "float32",
+            "batch": args.batch_size,
             "cpu_count": os.cpu_count(),
             "load_average_1min": round(os.getloadavg()[0], 2),
             "lfw_images": crops["splits"]["train"]["num_examples"],
