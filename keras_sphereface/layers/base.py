@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_sphereface.layers.margin_functions import clamp_cosine
+
 # The squared norm of an all-zero embedding row is clamped to this before sqrt/division.
 NORM_EPSILON = 1e-12
 
@@ -221,8 +223,6 @@ class NormalizedHead(MarginHead):
 
     def cosines(self, embeddings, kernel):
         """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
-        from keras_sphereface.layers.margin_functions import clamp_cosine
-
         return clamp_cosine(ops.matmul(l2_normalize(embeddings, -1), l2_normalize(kernel, 0)))
 
     def plain_logits(self, embeddings, kernel):
