@@ -21,10 +21,12 @@ from keras_sphereface.data.landmarks import read_landmarks
 
 __all__ = [
     "ARCFACE_TEMPLATE",
+    "FITS",
     "INTERPOLATIONS",
     "SPHEREFACE_TEMPLATE",
     "TEMPLATES",
     "align_face",
+    "alignment_transform",
     "get_template",
     "load_image_rgb",
     "read_landmarks",
@@ -63,6 +65,10 @@ INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+
+
+#: Directions of the least-squares fit (see `alignment_transform`).
+FITS = ("image_to_template", "template_to_image")
 
 
 def _check_size(size) -> tuple[int, int]:
@@ -168,6 +174,43 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def _invert_affine(matrix: np.ndarray) -> np.ndarray:
+    linear_inverse = np.linalg.inv(matrix[:, :2])
+    return np.concatenate([linear_inverse, (-linear_inverse @ matrix[:, 2])[:, None]], axis=1)
+
+
+def alignment_transform(landmarks, template, fit: str = "image_to_template") -> np.ndarray:
+    """The similarity that maps image landmarks onto template points, fitted in either direction.
+
+    With 5 real landmarks no similarity is exact, and the least-squares solution depends on
+    which side the residuals are measured:
+
+    - `"image_to_template"` (default; what the shared MobileFaceNet reference crops use):
+      `similarity_transform(landmarks, template)`, residuals in crop pixels.
+    - `"template_to_image"`: fits `template -> landmarks` (residuals in image pixels) and
+      inverts it, as MATLAB's `cp2tform(landmarks, template, 'similarity')` does for a
+      non-reflective similarity (SphereFace's own preprocessing).
+
+    Both give the same matrix when the points are an exact similarity copy of each other.
+
+    Args:
+        landmarks: array of shape `(num_points, 2)`. Points `(x, y)` in the image.
+        template: array of shape `(num_points, 2)`. The same points in the crop.
+        fit: str. `"image_to_template"` or `"template_to_image"`.
+
+    Returns:
+        `float64` array of shape `(2, 3)` mapping image to crop coordinates (for `cv2.warpAffine`).
+
+    Raises:
+        ValueError: unknown `fit`, or bad points (see `similarity_transform`).
+    """
+    if fit == "image_to_template":
+        return similarity_transform(landmarks, template)
+    if fit == "template_to_image":
+        return _invert_affine(similarity_transform(template, landmarks))
+    raise ValueError(f"Unknown fit; expected one of {list(FITS)}. Received: fit={fit!r}")
+
+
 def _resolve_template(template, size: tuple[int, int]) -> np.ndarray:
     if isinstance(template, str):
         return _template_points(template, size)
@@ -197,6 +240,7 @@ def align_face(
     template: str | np.ndarray = "sphereface",
     size: tuple[int, int] = (112, 96),
     interpolation: str | int = "bilinear",
+    fit: str = "image_to_template",
 ) -> np.ndarray:
     """Aligns a face to a template with a 5-point similarity transform and `cv2.warpAffine`.
 
@@ -209,12 +253,14 @@ def align_face(
         size: tuple of 2 ints. Output `(height, width)`; default `(112, 96)`.
         interpolation: str or int. `"bilinear"` (default), `"nearest"`, `"bicubic"`, `"area"`,
             `"lanczos"`, or an OpenCV `INTER_*` flag.
+        fit: str. Direction of the least-squares similarity fit: `"image_to_template"`
+            (default) or `"template_to_image"` (MATLAB `cp2tform`); see `alignment_transform`.
 
     Returns:
         `uint8` array of shape `(size[0], size[1], 3)`, RGB.
 
     Raises:
-        ValueError: bad image dtype/shape, landmarks, template name, size or interpolation.
+        ValueError: bad image dtype/shape, landmarks, template name, size, interpolation or fit.
     """
     image = np.asarray(image_rgb)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -226,7 +272,7 @@ def align_face(
         raise ValueError(
             f"landmarks must have shape (5, 2). Received: landmarks with shape {points.shape}"
         )
-    matrix = similarity_transform(points, _resolve_template(template, (height, width)))
+    matrix = alignment_transform(points, _resolve_template(template, (height, width)), fit)
     return cv2.warpAffine(
         image,
         matrix,
