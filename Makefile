@@ -7,7 +7,7 @@ KSF_DATA_DIR ?= $(abspath ../shared/data)
 KSF_WEIGHTS_DIR ?= $(abspath ../shared/weights)
 export KSF_DATA_DIR KSF_WEIGHTS_DIR
 
-.PHONY: install demo test test-fast lint bench wheel-check clean
+.PHONY: install demo test test-fast test-torch lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-## The whole suite, ruff, and the layer tests again under the JAX backend.
+## The whole suite, ruff, and the layer and model tests again under the JAX backend.
 test: lint
 	$(PY) -m pytest
-	KERAS_BACKEND=jax $(PY) -m pytest tests/layers
+	KERAS_BACKEND=jax $(PY) -m pytest tests/layers tests/models
+
+## Layers and models under the PyTorch backend (needs `pip install torch` in the venv; not in CI).
+test-torch: install
+	KERAS_BACKEND=torch $(PY) -m pytest tests/layers tests/models
 
 test-fast: lint
 	$(PY) -m pytest -m "not slow and not large"

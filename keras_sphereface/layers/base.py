@@ -22,6 +22,7 @@ NORM_EPSILON = 1e-12
 
 def l2_normalize(x, axis: int):
     """`x / max(|x|, 1e-6)` along `axis`: finite (zero) for all-zero vectors, gradients too."""
+    x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
 

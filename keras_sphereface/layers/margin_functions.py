@@ -48,7 +48,7 @@ def chebyshev_psi(cos_theta, m: int):
     Returns:
         psi(theta), same shape and dtype as `cos_theta`, in [-2m + 1, 1].
     """
-    c = cos_theta
+    c = ops.convert_to_tensor(cos_theta)
     if m == 1:
         return c
     c2 = c * c
@@ -69,7 +69,7 @@ def chebyshev_psi(cos_theta, m: int):
 def chebyshev_psi_derivative(cos_theta, m: int):
     """d psi / d cos(theta) for the polynomial form of `chebyshev_psi` (the sign terms are
     piecewise constant). Used by the Caffe-style backward pass."""
-    c = cos_theta
+    c = ops.convert_to_tensor(cos_theta)
     if m == 1:
         return ops.ones_like(c)
     c2 = c * c
@@ -93,7 +93,7 @@ def general_psi(theta, m: float):
         theta: float tensor of angles in [0, pi] (radians).
         m: float >= 1. The multiplicative angular margin.
     """
-    m_theta = m * theta
+    m_theta = m * ops.convert_to_tensor(theta)
     k = ops.floor(m_theta / math.pi)
     parity = 1.0 - 2.0 * (k - 2.0 * ops.floor(k / 2.0))  # (-1)^k
     return parity * ops.cos(m_theta) - 2.0 * k
@@ -109,6 +109,7 @@ def arcface_target(cos_theta, m: float, easy_margin: bool = False):
         m: float. Additive angular margin (radians).
         easy_margin: bool. Keep cos(theta) for theta >= pi / 2.
     """
+    cos_theta = ops.convert_to_tensor(cos_theta)
     sin_theta = ops.sqrt(ops.maximum(1.0 - cos_theta * cos_theta, 0.0))
     with_margin = cos_theta * math.cos(m) - sin_theta * math.sin(m)
     if easy_margin:
@@ -126,7 +127,7 @@ def combined_margin_target(cos_theta, m1: float, m2: float, m3: float):
     Args:
         cos_theta: float tensor, already clamped to the open interval (-1, 1).
     """
-    theta = ops.arccos(cos_theta)
+    theta = ops.arccos(ops.convert_to_tensor(cos_theta))
     return ops.cos(m1 * theta + m2) - m3
 
 

@@ -169,6 +169,7 @@ def _a_softmax_logits(embeddings, kernel, labels, lam, m):
 
     `labels` are int32 `(batch_size, 1)`; psi is evaluated on the target column only.
     """
+    embeddings, labels = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(labels)
     inner = ops.matmul(embeddings, l2_normalize(kernel, 0))  # x . w_j, (batch, units)
     norm = row_norm(embeddings)  # |x|, (batch, 1)
     target_inner = ops.take_along_axis(inner, labels, axis=1)  # x . w_y, (batch, 1)
@@ -179,6 +180,7 @@ def _a_softmax_logits(embeddings, kernel, labels, lam, m):
 
 def _caffe_backward_logits(embeddings, kernel, labels, lam, m):
     """The same forward values as `_a_softmax_logits`, with the Caffe layer's backward pass."""
+    embeddings, kernel = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(kernel)
     one_hot = one_hot_columns(labels, kernel.shape[-1], embeddings.dtype)
 
     @ops.custom_gradient

@@ -34,4 +34,16 @@ def gradients(fn, *args):
 
 
 def numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensors that require grad
+        x = x.detach()
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def keeps_float64() -> bool:
+    """Whether this backend's `keras.ops` keep float64 inputs in float64.
+
+    Keras' torch backend computes some ops (matmul, sqrt after maximum with a Python float) in
+    float32 even for float64 inputs; float64-precision comparisons loosen their tolerances there.
+    """
+    ones = np.ones((1, 1), dtype=np.float64)
+    return numpy(keras.ops.matmul(ones, ones)).dtype == np.float64

@@ -79,7 +79,7 @@ def test_stride_two_convolutions_pad_like_caffe():
     probe = keras.Model(model.input, layer.output)
     image = np.zeros((1, 16, 16, 3), np.float32)
     image[0, 2, 4, 0] = 1.0
-    out = np.asarray(probe(image))[0, :, :, 0]
+    out = keras.ops.convert_to_numpy(probe(image))[0, :, :, 0]
     assert out[1, 2] == 1.0 and out.sum() == 1.0
 
 

@@ -36,15 +36,15 @@ def test_compile_and_fit_two_steps(make_head):
     assert logits.shape == (8, 5) and logits.dtype == np.float32
     # At inference the head gives margin-free logits: the same as the head on the backbone's embeddings.
     plain = head([backbone(images), labels], training=False)
-    assert np.allclose(logits, np.asarray(plain), atol=1e-4)
+    assert np.allclose(logits, keras.ops.convert_to_numpy(plain), atol=1e-4)
 
 
 def test_margin_changes_the_training_logits_only_for_the_label():
     backbone = models.SphereNet((0, 0, 0, 0), input_shape=(32, 32, 3), embedding_dim=8)
     model = models.build_training_model(backbone, layers.CosFace(5, s=10.0, m=0.4))
     images, labels = _data()
-    train = np.asarray(model([images, labels], training=True))
-    infer = np.asarray(model([images, labels], training=False))
+    train = keras.ops.convert_to_numpy(model([images, labels], training=True))
+    infer = keras.ops.convert_to_numpy(model([images, labels], training=False))
     diff = infer - train
     onehot = np.eye(5, dtype=bool)[labels]
     assert np.allclose(diff[onehot], 10.0 * 0.4, atol=1e-4) and np.allclose(diff[~onehot], 0.0, atol=1e-5)
