@@ -180,13 +180,13 @@ def run_demo(
         json.dump(result, handle, indent=2)
     if show:
         table = Table(title=f"{len(identities)} identities, {int(train.sum())} train / {int(test.sum())} test images")
-        for column in ("head", "steps", "final lambda", "test accuracy", "test AFS (lower is better)"):
+        for column in ("features", "steps", "final lambda", "test accuracy", "test AFS (lower is better)"):
             table.add_column(column)
-        table.add_row("pretrained embeddings", "-", "-", "-",
+        table.add_row("pretrained", "-", "-", "-",
                       f"{result['margin_heads']['pretrained_test_angular_fisher_score']:.4f}")
         for head in heads:
             lam = "-" if head["final_lambda"] is None else f"{head['final_lambda']:.3f}"
-            table.add_row(f"MarginInnerProduct m={head['m']}", str(head["steps"]), lam,
+            table.add_row(f"A-Softmax m={head['m']}", str(head["steps"]), lam,
                           f"{head['test_accuracy']:.2%}", f"{head['test_angular_fisher_score']:.4f}")
         console.print(table)
         console.print(f"Report: {out_dir / 'demo.json'} ({result['wall_time_s']} s)")
