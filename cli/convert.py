@@ -33,7 +33,7 @@ def _parse_shape(text: str | None):
 
 
 def _run(fmt: str, model: str, source: str, tag, output, input_shape, **options) -> None:
-    from keras_sphereface.models.convert import convert_checkpoint
+    from keras_sphereface.models.conversion import convert_checkpoint
 
     try:
         path = convert_checkpoint(fmt, model, source, tag=tag, output=output,

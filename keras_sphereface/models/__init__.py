@@ -6,27 +6,32 @@ Builders (keras.applications style: `weights=None | tag | path`, `input_shape`, 
 - `MobileFaceNet` (weights `"casia"`);
 - `IResNet`, `IResNet18`, `IResNet34`, `IResNet50`, `IResNet100` (ArcFace's improved ResNet).
 
-Every model takes aligned RGB faces preprocessed by its family's `preprocess_input`
-(`(x - 127.5) / 128`) and returns float32 embeddings `(batch_size, embedding_dim)`.
-`build_training_model(backbone, head)` joins a backbone and a margin head for `fit`.
-Pretrained weights: `registry.json` (see `pretrained/README.md`), resolved by `weights.fetch_weights`.
+`zoo` is the one table of the models by lower-case name (`get_model_spec("sphere20")`: builder,
+family, input size, preprocessing, checkpoint layout). Every model takes aligned RGB faces
+preprocessed by its family's `preprocess_input` (`preprocessing.scale_pixels`, `(x - 127.5) / 128`)
+and returns float32 embeddings `(batch_size, embedding_dim)`. `build_training_model(backbone, head)`
+joins a backbone and a margin head for `fit`.
+
+Weights: `registry` (the shipped `registry.json` plus your own tags), `store` (cache, checksums,
+downloads), `resolver` (`weights=` -> verified file), `convert` (other frameworks' checkpoints),
+`register_weights` (a file you trained -> a tag of your own).
 """
 
-from keras_sphereface.models import iresnet, mobilefacenet, sphere
+from keras_sphereface.models import iresnet, mobilefacenet, sphere, zoo
 from keras_sphereface.models.complexity import count_macs
+from keras_sphereface.models.conversion import convert_checkpoint
 from keras_sphereface.models.iresnet import IResNet, IResNet18, IResNet34, IResNet50, IResNet100
 from keras_sphereface.models.mobilefacenet import MobileFaceNet
+from keras_sphereface.models.register import register_weights
 from keras_sphereface.models.registry import get_entry, load_registry
+from keras_sphereface.models.resolver import fetch_weights
 from keras_sphereface.models.sphere import Sphere4, Sphere10, Sphere20, Sphere36, Sphere64, SphereNet
+from keras_sphereface.models.store import ChecksumError, WeightsNotFoundError, weights_home
 from keras_sphereface.models.training import build_training_model
-from keras_sphereface.models.weights import (
-    ChecksumError,
-    WeightsNotFoundError,
-    fetch_weights,
-    weights_home,
-)
+from keras_sphereface.models.zoo import MODEL_NAMES, ModelSpec, build_model, get_model_spec
 
 __all__ = [
+    "MODEL_NAMES",
     "ChecksumError",
     "IResNet",
     "IResNet18",
@@ -34,6 +39,7 @@ __all__ = [
     "IResNet50",
     "IResNet100",
     "MobileFaceNet",
+    "ModelSpec",
     "Sphere4",
     "Sphere10",
     "Sphere20",
@@ -41,13 +47,18 @@ __all__ = [
     "Sphere64",
     "SphereNet",
     "WeightsNotFoundError",
+    "build_model",
     "build_training_model",
+    "convert_checkpoint",
     "count_macs",
     "fetch_weights",
     "get_entry",
+    "get_model_spec",
     "iresnet",
     "load_registry",
     "mobilefacenet",
+    "register_weights",
     "sphere",
     "weights_home",
+    "zoo",
 ]

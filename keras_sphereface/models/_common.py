@@ -1,29 +1,10 @@
-"""Building blocks shared by the model families: preprocessing, Caffe/PyTorch padding, output head."""
+"""Building blocks shared by the model families: input checks, Caffe/PyTorch padding, output head."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
-import numpy as np
-
-# (x - 127.5) / 128: the normalization of the SphereFace release and of the shared pretrained weights.
-PIXEL_MEAN = 127.5
-PIXEL_SCALE = 128.0
-
-
-def scale_pixels(x):
-    """Maps RGB pixel values in `[0, 255]` to about `[-1, 1]` by `(x - 127.5) / 128`.
-
-    Args:
-        x: array-like or tensor. Images `(..., height, width, 3)`, RGB, any numeric dtype.
-
-    Returns:
-        A float32 NumPy array for NumPy/array-like input, a float32 tensor for tensor input.
-    """
-    if keras.ops.is_tensor(x):
-        return (keras.ops.cast(x, "float32") - PIXEL_MEAN) / PIXEL_SCALE
-    return (np.asarray(x, dtype=np.float32) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_SCALE)
 
 
 def check_input_shape(input_shape: Sequence[int], minimum: int, divisor: int, name: str) -> tuple:

@@ -14,6 +14,11 @@ import math
 
 import keras
 
+from keras_sphereface.models.zoo import ZOO
+
+#: Sizes shown in the table besides each model's default input size.
+TABLE_EXTRA_SIZES = {"sphere20": ((112, 112),), "mobilefacenet": ((112, 112),)}
+
 
 def _layer_macs(layer) -> int:
     if isinstance(layer, keras.Model):
@@ -45,20 +50,15 @@ def count_macs(model: keras.Model) -> int:
 
 
 def zoo_table() -> str:
-    """The Markdown rows (model, input, params, MACs) of `docs/models.md`, built from the builders."""
-    from keras_sphereface import models
+    """The Markdown rows (model, input, params, MACs) of `docs/models.md`, built from the zoo.
 
-    builders = [
-        ("Sphere4", (112, 96, 3)), ("Sphere10", (112, 96, 3)), ("Sphere20", (112, 96, 3)),
-        ("Sphere36", (112, 96, 3)), ("Sphere64", (112, 96, 3)), ("Sphere20", (112, 112, 3)),
-        ("MobileFaceNet", (112, 96, 3)), ("MobileFaceNet", (112, 112, 3)),
-        ("IResNet18", (112, 112, 3)), ("IResNet34", (112, 112, 3)), ("IResNet50", (112, 112, 3)),
-        ("IResNet100", (112, 112, 3)),
-    ]
+    Each model at its default input size, and at `TABLE_EXTRA_SIZES`.
+    """
     rows = ["| model | input (HxW) | params | MACs |", "|---|---|---|---|"]
-    for name, shape in builders:
-        model = getattr(models, name)(input_shape=shape)
-        rows.append(f"| {name} | {shape[0]}x{shape[1]} | {model.count_params():,} | "
-                    f"{count_macs(model) / 1e9:.3f} G |")
-        keras.backend.clear_session()
+    for spec in ZOO.values():
+        for size in (spec.input_size, *TABLE_EXTRA_SIZES.get(spec.name, ())):
+            model = spec.build(input_shape=(*size, 3))
+            rows.append(f"| {spec.builder_name} | {size[0]}x{size[1]} | {model.count_params():,} | "
+                        f"{count_macs(model) / 1e9:.3f} G |")
+            keras.backend.clear_session()
     return "\n".join(rows)

@@ -13,19 +13,19 @@ layer as that implementation:
 
 All BatchNorms use epsilon 1e-5 (PyTorch's). Strided convolutions pad one pixel on every side (as
 PyTorch). Layer names mirror the PyTorch module names with `_` for `.` (`layer2_0_conv1`,
-`layer2_0_downsample_conv`, `features`), so `torch_layer_names` maps an insightface state dict onto
+`layer2_0_downsample_conv`, `features`), so `convert.torch_names` maps an insightface state dict onto
 the model. No pretrained IResNet weights are registered yet.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import keras
 
 from keras_sphereface.models import _common
-from keras_sphereface.models.weights import check_weights_argument, load_model_weights
+from keras_sphereface.models.preprocessing import scale_pixels
+from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
 
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -49,7 +49,7 @@ def preprocess_input(x):
     Returns:
         float32 array or tensor of the same shape.
     """
-    return _common.scale_pixels(x)
+    return scale_pixels(x)
 
 
 def _bn(name: str, scale: bool = True):
@@ -108,8 +108,8 @@ def IResNet(
         raise ValueError(f"units_per_stage must be 4 positive ints. Received: units_per_stage={units_per_stage!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
-    check_weights_argument(weights, registry_model)
     shape = _common.check_input_shape(input_shape, minimum=16, divisor=16, name=name)
+    entry = check_weights_argument(weights, registry_model, shape)
     _common.check_embedding_dim(embedding_dim)
 
     inputs = keras.Input(shape=shape, name="image")
@@ -127,53 +127,34 @@ def IResNet(
     outputs = _common.float32_embedding(x)
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        load_model_weights(model, weights, registry_model)
+        load_model_weights(model, weights, entry)
     return model
 
 
-def _named(key: str, weights, input_shape, embedding_dim, dropout, name) -> keras.Model:
-    return IResNet(IRESNET_UNITS[key], weights=weights, input_shape=input_shape, embedding_dim=embedding_dim,
-                   dropout=dropout, name=name, registry_model=key.replace("iresnet", "IResNet"))
+def _named(builder_name: str, weights, input_shape, embedding_dim, dropout, name) -> keras.Model:
+    return IResNet(IRESNET_UNITS[builder_name.lower()], weights=weights, input_shape=input_shape,
+                   embedding_dim=embedding_dim, dropout=dropout, name=name, registry_model=builder_name)
 
 
 def IResNet18(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
               name="iresnet18") -> keras.Model:
     """IResNet-18: units per stage `(2, 2, 2, 2)`. Arguments as `IResNet`."""
-    return _named("iresnet18", weights, input_shape, embedding_dim, dropout, name)
+    return _named("IResNet18", weights, input_shape, embedding_dim, dropout, name)
 
 
 def IResNet34(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
               name="iresnet34") -> keras.Model:
     """IResNet-34: units per stage `(3, 4, 6, 3)`. Arguments as `IResNet`."""
-    return _named("iresnet34", weights, input_shape, embedding_dim, dropout, name)
+    return _named("IResNet34", weights, input_shape, embedding_dim, dropout, name)
 
 
 def IResNet50(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
               name="iresnet50") -> keras.Model:
     """IResNet-50: units per stage `(3, 4, 14, 3)`. Arguments as `IResNet`."""
-    return _named("iresnet50", weights, input_shape, embedding_dim, dropout, name)
+    return _named("IResNet50", weights, input_shape, embedding_dim, dropout, name)
 
 
 def IResNet100(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
                name="iresnet100") -> keras.Model:
     """IResNet-100: units per stage `(3, 13, 30, 3)`. Arguments as `IResNet`."""
-    return _named("iresnet100", weights, input_shape, embedding_dim, dropout, name)
-
-
-def torch_layer_names(model: keras.Model) -> dict[str, str]:
-    """Maps each weighted Keras layer name to its insightface PyTorch module prefix.
-
-    `layer2_0_conv1` -> `layer2.0.conv1`, `layer2_0_downsample_conv` -> `layer2.0.downsample.0`,
-    `layer2_0_downsample_bn` -> `layer2.0.downsample.1`, `features` -> `features`.
-    """
-    names = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        unit = re.fullmatch(r"(layer\d+)_(\d+)_(\w+)", layer.name)
-        if unit is None:
-            names[layer.name] = layer.name
-            continue
-        part = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}.get(unit[3], unit[3])
-        names[layer.name] = f"{unit[1]}.{unit[2]}.{part}"
-    return names
+    return _named("IResNet100", weights, input_shape, embedding_dim, dropout, name)

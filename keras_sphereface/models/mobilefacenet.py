@@ -12,19 +12,19 @@ Structure, as the shared pretrained weights (`mobilefacenet-casia`, PyTorch) hav
 
 Convolutions have no bias; BatchNorm epsilon is 1e-5 (PyTorch's). Strided convolutions pad one pixel on
 every side (as PyTorch), which Keras "same" padding would not do. Layer names (`conv1_conv`,
-`block3_dw_bn`, `linear1_bn`, ...) are the weight-file contract; `torch_layer_names` maps them to the
+`block3_dw_bn`, `linear1_bn`, ...) are the weight-file contract; `convert.torch_names` maps them to the
 PyTorch state-dict prefixes.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import keras
 
 from keras_sphereface.models import _common
-from keras_sphereface.models.weights import check_weights_argument, load_model_weights
+from keras_sphereface.models.preprocessing import scale_pixels
+from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
 
 BN_EPSILON = 1e-5
 
@@ -41,7 +41,7 @@ def preprocess_input(x):
     Returns:
         float32 array or tensor of the same shape.
     """
-    return _common.scale_pixels(x)
+    return scale_pixels(x)
 
 
 def _bn(name: str):
@@ -94,8 +94,8 @@ def MobileFaceNet(
         A `keras.Model` mapping preprocessed RGB faces `(batch_size, height, width, 3)` (see
         `preprocess_input`) to embeddings `(batch_size, embedding_dim)`, float32, not normalized.
     """
-    check_weights_argument(weights, "MobileFaceNet")
     shape = _common.check_input_shape(input_shape, minimum=32, divisor=16, name=name)
+    entry = check_weights_argument(weights, "MobileFaceNet", shape)
     _common.check_embedding_dim(embedding_dim)
 
     inputs = keras.Input(shape=shape, name="image")
@@ -115,27 +115,5 @@ def MobileFaceNet(
     outputs = _common.float32_embedding(x)
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        load_model_weights(model, weights, "MobileFaceNet")
+        load_model_weights(model, weights, entry)
     return model
-
-
-_BLOCK_PARTS = {"expand_conv": 0, "expand_bn": 1, "expand_prelu": 2, "dw_conv": 3, "dw_bn": 4,
-                "dw_prelu": 5, "project_conv": 6, "project_bn": 7}
-
-
-def torch_layer_names(model: keras.Model) -> dict[str, str]:
-    """Maps each weighted Keras layer name to its PyTorch state-dict prefix.
-
-    `conv1_conv` -> `conv1.conv`, `block3_dw_bn` -> `blocks.3.conv.4`, `linear1_bn` -> `linear1.bn`.
-    """
-    names = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        block = re.fullmatch(r"block(\d+)_(\w+)", layer.name)
-        if block:
-            names[layer.name] = f"blocks.{block[1]}.conv.{_BLOCK_PARTS[block[2]]}"
-        else:
-            stem, part = layer.name.rsplit("_", 1)
-            names[layer.name] = f"{stem}.{part}"
-    return names

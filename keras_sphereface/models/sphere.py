@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import keras
 
 from keras_sphereface.models import _common
-from keras_sphereface.models.weights import check_weights_argument, load_model_weights
+from keras_sphereface.models.preprocessing import scale_pixels
+from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
 
 STAGE_FILTERS = (64, 128, 256, 512)
 
@@ -33,7 +34,6 @@ SPHERE_UNITS = {
     "sphere36": (2, 4, 8, 2),
     "sphere64": (3, 8, 16, 3),
 }
-_BUILDER_NAMES = {key: key.replace("sphere", "Sphere") for key in SPHERE_UNITS}
 
 
 def preprocess_input(x):
@@ -49,7 +49,7 @@ def preprocess_input(x):
     Returns:
         float32 array or tensor of the same shape.
     """
-    return _common.scale_pixels(x)
+    return scale_pixels(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
@@ -124,8 +124,8 @@ def SphereNet(
         raise ValueError(
             f"units_per_stage must be 4 non-negative ints. Received: units_per_stage={units_per_stage!r}"
         )
-    check_weights_argument(weights, registry_model)
     shape = _common.check_input_shape(input_shape, minimum=16, divisor=16, name=name)
+    entry = check_weights_argument(weights, registry_model, shape)
     _common.check_embedding_dim(embedding_dim)
 
     inputs = keras.Input(shape=shape, name="image")
@@ -139,25 +139,25 @@ def SphereNet(
     outputs = _common.float32_embedding(x)
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        load_model_weights(model, weights, registry_model)
+        load_model_weights(model, weights, entry)
     return model
 
 
-def _named_sphere(depth: str, weights, input_shape, embedding_dim, name) -> keras.Model:
+def _named_sphere(builder_name: str, weights, input_shape, embedding_dim, name) -> keras.Model:
     return SphereNet(
-        SPHERE_UNITS[depth], weights=weights, input_shape=input_shape, embedding_dim=embedding_dim,
-        name=name, registry_model=_BUILDER_NAMES[depth],
+        SPHERE_UNITS[builder_name.lower()], weights=weights, input_shape=input_shape,
+        embedding_dim=embedding_dim, name=name, registry_model=builder_name,
     )
 
 
 def Sphere4(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere4") -> keras.Model:
     """Sphere-4: no residual units (units per stage `(0, 0, 0, 0)`). Arguments as `SphereNet`."""
-    return _named_sphere("sphere4", weights, input_shape, embedding_dim, name)
+    return _named_sphere("Sphere4", weights, input_shape, embedding_dim, name)
 
 
 def Sphere10(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere10") -> keras.Model:
     """Sphere-10: units per stage `(0, 1, 2, 0)`. Arguments as `SphereNet`."""
-    return _named_sphere("sphere10", weights, input_shape, embedding_dim, name)
+    return _named_sphere("Sphere10", weights, input_shape, embedding_dim, name)
 
 
 def Sphere20(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere20") -> keras.Model:
@@ -166,14 +166,14 @@ def Sphere20(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sp
     `weights="casia"` is the original Caffe model (CASIA-WebFace), converted by `ksf convert caffe`
     (see `docs/models.md`). Other arguments as `SphereNet`.
     """
-    return _named_sphere("sphere20", weights, input_shape, embedding_dim, name)
+    return _named_sphere("Sphere20", weights, input_shape, embedding_dim, name)
 
 
 def Sphere36(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere36") -> keras.Model:
     """Sphere-36: units per stage `(2, 4, 8, 2)`. Arguments as `SphereNet`."""
-    return _named_sphere("sphere36", weights, input_shape, embedding_dim, name)
+    return _named_sphere("Sphere36", weights, input_shape, embedding_dim, name)
 
 
 def Sphere64(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere64") -> keras.Model:
     """Sphere-64: units per stage `(3, 8, 16, 3)`. Arguments as `SphereNet`."""
-    return _named_sphere("sphere64", weights, input_shape, embedding_dim, name)
+    return _named_sphere("Sphere64", weights, input_shape, embedding_dim, name)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from keras_sphereface import models
-from keras_sphereface.models import weights
+from keras_sphereface.models import store as weights
 from keras_sphereface.models.convert.caffe import save_caffemodel
 from ksf.main import cli
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_sphereface import models
-from keras_sphereface.models import weights
+from keras_sphereface.models import store as weights
 from keras_sphereface.models.convert.caffe import load_caffemodel, save_caffemodel
 from keras_sphereface.models.convert.caffe_proto import CaffeLayer, read_caffemodel, write_caffemodel
 from tests.models import numpy_reference as ref

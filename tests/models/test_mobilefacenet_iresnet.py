@@ -8,6 +8,7 @@ import pytest
 
 from keras_sphereface import models
 from keras_sphereface.models import iresnet, mobilefacenet
+from keras_sphereface.models.convert import torch_names
 
 
 def test_mobilefacenet_shapes_and_global_depthwise_kernel():
@@ -23,7 +24,7 @@ def test_mobilefacenet_shapes_and_global_depthwise_kernel():
 
 
 def test_mobilefacenet_torch_names():
-    names = mobilefacenet.torch_layer_names(models.MobileFaceNet())
+    names = torch_names.mobilefacenet_layer_names(models.MobileFaceNet())
     assert names["conv1_conv"] == "conv1.conv" and names["dw_conv1_prelu"] == "dw_conv1.prelu"
     assert names["block3_dw_bn"] == "blocks.3.conv.4" and names["block14_project_conv"] == "blocks.14.conv.6"
     assert names["linear7_bn"] == "linear7.bn"
@@ -47,7 +48,7 @@ def _iresnet_params(units, embedding_dim=512, hw=(7, 7)):
 def test_iresnet18_parameter_count_and_names():
     model = models.IResNet18()
     assert model.count_params() == _iresnet_params((2, 2, 2, 2))
-    names = iresnet.torch_layer_names(model)
+    names = torch_names.iresnet_layer_names(model)
     assert names["layer2_0_downsample_conv"] == "layer2.0.downsample.0"
     assert names["layer4_1_prelu"] == "layer4.1.prelu" and names["features"] == "features"
     assert not model.get_layer("features").scale

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_sphereface import models
-from keras_sphereface.models import mobilefacenet, registry, weights
+from keras_sphereface.models import mobilefacenet, registry, resolver, store
 from keras_sphereface.utils.atomic import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_tag_works_in_a_fresh_process_with_an_empty_cache(reference, tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
     assert np.abs(np.load(tmp_path / "out.npy") - reference[1]).max() <= 1e-4
     cached = home / "weights" / "mobilefacenet_casia.weights.h5"
-    record = json.loads(weights.sidecar_path(cached).read_text())
+    record = json.loads(store.sidecar_path(cached).read_text())
     assert record["sha256"] == sha256_file(cached) and record["size"] == cached.stat().st_size
     assert record["source_sha256"] == NPZ_SHA256 and record["source_sha256_registered"] is True
     assert not [p for p in cached.parent.iterdir() if p.name.startswith(".")]  # no temporaries left
@@ -102,7 +102,7 @@ def test_tag_works_in_a_fresh_process_with_an_empty_cache(reference, tmp_path):
 def test_tag_path_and_keras_file_give_the_same_embeddings(reference, tmp_path):
     images, _ = reference
     by_tag = models.MobileFaceNet(weights="casia")
-    cached = weights.cache_dir() / "mobilefacenet_casia.weights.h5"
+    cached = store.cache_dir() / "mobilefacenet_casia.weights.h5"
     by_path = models.MobileFaceNet(weights=str(cached))
     by_tag.save(tmp_path / "mfn.keras")
     reloaded = keras.saving.load_model(tmp_path / "mfn.keras")
@@ -120,14 +120,14 @@ def test_offline_error_names_the_file_the_places_and_the_remedy(tmp_path, monkey
     empty = tmp_path / "nothing_here"
     empty.mkdir()
     monkeypatch.setenv("KSF_WEIGHTS_DIR", str(empty))
-    with pytest.raises(weights.WeightsNotFoundError) as error:
+    with pytest.raises(store.WeightsNotFoundError) as error:
         models.MobileFaceNet(weights="casia")
     message = str(error.value)
-    for expected in ("mobilefacenet_casia_arcface.npz", str(empty), str(weights.cache_dir()),
+    for expected in ("mobilefacenet_casia_arcface.npz", str(empty), str(store.cache_dir()),
                      "$KSF_WEIGHTS_DIR", "ksf convert torch-npz", "No download URL"):
         assert expected in message, expected
     monkeypatch.delenv("KSF_WEIGHTS_DIR")
-    with pytest.raises(weights.WeightsNotFoundError, match=r"\$KSF_WEIGHTS_DIR is not set"):
+    with pytest.raises(store.WeightsNotFoundError, match=r"\$KSF_WEIGHTS_DIR is not set"):
         models.MobileFaceNet(weights="casia")
 
 
@@ -145,9 +145,9 @@ def test_corrupt_source_checkpoint_is_refused(shared_weights_dir, tmp_path, monk
     bad.parent.mkdir(parents=True)
     bad.write_bytes(bytes(data))
     monkeypatch.setenv("KSF_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(weights.ChecksumError, match=f"{pattern}.*Received"):
+    with pytest.raises(store.ChecksumError, match=f"{pattern}.*Received"):
         models.MobileFaceNet(weights="casia")
-    assert not (weights.cache_dir() / "mobilefacenet_casia.weights.h5").exists()
+    assert not (store.cache_dir() / "mobilefacenet_casia.weights.h5").exists()
 
 
 def test_wrong_input_size_for_the_weights():
@@ -183,7 +183,7 @@ def test_download_verifies_and_caches(served):
     loaded = models.MobileFaceNet(weights="web")
     for a, b in zip(model.weights, loaded.weights, strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    cached = weights.cache_dir() / "mfn_web.weights.h5"
+    cached = store.cache_dir() / "mfn_web.weights.h5"
     assert sha256_file(cached) == sha256_file(path)
     path.unlink()  # offline now: the verified cache is enough
     models.MobileFaceNet(weights="web")
@@ -194,48 +194,48 @@ def test_corrupt_download_is_refused_and_not_cached(served):
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(weights.ChecksumError, match=r"SHA-256 is [0-9a-f]{64}, expected"):
+    with pytest.raises(store.ChecksumError, match=r"SHA-256 is [0-9a-f]{64}, expected"):
         models.MobileFaceNet(weights="web")
-    assert list(weights.cache_dir().iterdir()) == []
+    assert list(store.cache_dir().iterdir()) == []
 
 
 def test_unreachable_url_reports_it(served):
     _, path = served
     path.unlink()
-    with pytest.raises(weights.WeightsNotFoundError, match="Download of file://"):
+    with pytest.raises(store.WeightsNotFoundError, match="Download of file://"):
         models.MobileFaceNet(weights="web")
 
 
 def test_corrupt_cache_file_is_refused(served):
     models.MobileFaceNet(weights="web")
-    cached = weights.cache_dir() / "mfn_web.weights.h5"
+    cached = store.cache_dir() / "mfn_web.weights.h5"
     with open(cached, "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00" * 8)
-    with pytest.raises(weights.ChecksumError, match="mfn_web.weights.h5"):
+    with pytest.raises(store.ChecksumError, match="mfn_web.weights.h5"):
         models.MobileFaceNet(weights="web")
 
 
 def test_download_refuses_to_run_without_a_checksum(tmp_path):
     with pytest.raises(ValueError, match="without a SHA-256"):
-        weights.download("file:///x", tmp_path / "x", sha256=None)
+        store.download("file:///x", tmp_path / "x", sha256=None)
 
 
 def test_converted_cache_is_verified_against_its_sidecar(tmp_path):
     entry = registry.get_entry("MobileFaceNet", "casia")
-    target = weights.cache_dir() / entry.file
+    target = store.cache_dir() / entry.file
     target.parent.mkdir(parents=True)
     target.write_bytes(b"converted weights")
-    assert weights._verified(target, entry) is False  # no sidecar: an interrupted conversion
-    weights.write_sidecar(target, {"model": entry.model})
-    assert weights._verified(target, entry) is True
+    assert resolver._verified(target, entry) is False  # no sidecar: an interrupted conversion
+    store.write_sidecar(target, {"model": entry.model})
+    assert resolver._verified(target, entry) is True
     target.write_bytes(b"converted weightz")
-    with pytest.raises(weights.ChecksumError, match="checksum recorded in"):
-        weights._verified(target, entry)
+    with pytest.raises(store.ChecksumError, match="checksum recorded in"):
+        resolver._verified(target, entry)
 
 
 def test_weights_home_default_and_search_path(monkeypatch, tmp_path):
     monkeypatch.delenv("KERAS_SPHEREFACE_HOME")
-    assert weights.weights_home() == Path("~/.keras/keras_sphereface").expanduser()
+    assert store.weights_home() == Path("~/.keras/keras_sphereface").expanduser()
     monkeypatch.setenv("KSF_WEIGHTS_DIR", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
-    assert weights.search_dirs() == [tmp_path / "a", tmp_path / "b"]
+    assert store.search_dirs() == [tmp_path / "a", tmp_path / "b"]

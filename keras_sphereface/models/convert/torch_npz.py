@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_sphereface.models.convert import layouts
+from keras_sphereface.models.convert.torch_names import TORCH_LAYOUTS
 
 # Buffers PyTorch stores that carry no weights.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -26,18 +27,14 @@ def torch_layer_names(model: keras.Model, architecture: str) -> dict[str, str]:
 
     Args:
         model: keras.Model. A model built by `MobileFaceNet` or `IResNet*`.
-        architecture: str. `"mobilefacenet"` or `"iresnet"`.
+        architecture: str. A key of `torch_names.TORCH_LAYOUTS`: `"mobilefacenet"` or `"iresnet"`.
     """
-    if architecture == "mobilefacenet":
-        from keras_sphereface.models.mobilefacenet import torch_layer_names as names
-    elif architecture == "iresnet":
-        from keras_sphereface.models.iresnet import torch_layer_names as names
-    else:
+    if architecture not in TORCH_LAYOUTS:
         raise ValueError(
-            f"No PyTorch name mapping for this architecture; use 'mobilefacenet' or 'iresnet'. "
+            f"No PyTorch name mapping for this architecture; use one of {sorted(TORCH_LAYOUTS)}. "
             f"Received: architecture={architecture!r}"
         )
-    return names(model)
+    return TORCH_LAYOUTS[architecture](model)
 
 
 def _layer_tensors(layer, prefix: str, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
