@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import click
 
+from ksf import options
+
 
 @click.command()
 @click.argument("src", type=click.Path(file_okay=False, exists=True))
 @click.argument("dst", type=click.Path(file_okay=False))
-@click.option("--landmarks", "landmarks", type=click.Path(dir_okay=False, exists=True),
-              help="Landmark file: `path x1 y1 ... x5 y5` per line, paths relative to SRC.")
+@options.landmarks_option(help="Landmark file: `path x1 y1 ... x5 y5` per line, paths relative to SRC.")
 @click.option("--detect", is_flag=True, help="Detect faces and landmarks with MTCNN (needs `mtcnn`).")
-@click.option("--template", type=click.Choice(["sphereface", "arcface"]), default="sphereface",
-              show_default=True, help="Alignment template.")
-@click.option("--size", default="112x96", show_default=True, help="Output size HxW in pixels.")
-@click.option("--interpolation",
-              type=click.Choice(["bilinear", "bicubic", "nearest", "area", "lanczos"]),
-              default="bilinear", show_default=True, help="Warp interpolation.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Parallel threads.")
+@options.template_option()
+@click.option("--size", default="112x96", show_default=True, callback=options.parse_size_option,
+              help="Output size HxW in pixels.")
+@options.interpolation_option()
+@options.workers_option()
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG quality of the crops.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Where to write the JSON report [default: DST/align_report.json].")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any image produced no crop.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@options.no_progress_option()
 def align(src, dst, landmarks, detect, template, size, interpolation, workers, quality, report_path,
           strict, no_progress) -> None:
     """Align every image under SRC into DST (same folder structure); resumable."""

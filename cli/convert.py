@@ -4,40 +4,29 @@ from __future__ import annotations
 
 import click
 
+from ksf import options
+
 
 def _shared_options(function):
     """Options both converters take: registry tag, output file, input size."""
-    options = [
+    return options.apply(
         click.option("--tag", default=None, metavar="TAG",
                      help="Registry tag (e.g. casia): verify the source's registered SHA-256 and write into "
                           "the weights cache, so MODEL(weights=TAG) loads it."),
         click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
                      help="Output .weights.h5 (required without --tag; default with it: the cache)."),
-        click.option("--input-shape", default=None, metavar="HxW",
+        click.option("--input-shape", default=None, metavar="HxW", callback=options.parse_size_option,
                      help="Input height x width, e.g. 112x96 (without --tag; default the builder's)."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    )(function)
 
 
-def _parse_shape(text: str | None):
-    if text is None:
-        return None
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"use HxW, e.g. 112x96. Received: {text!r}",
-                                 param_hint="--input-shape") from None
-    return (height, width, 3)
-
-
-def _run(fmt: str, model: str, source: str, tag, output, input_shape, **options) -> None:
+def _run(fmt: str, model: str, source: str, tag, output, input_shape, **converter_options) -> None:
     from keras_sphereface.models.conversion import convert_checkpoint
 
     try:
         path = convert_checkpoint(fmt, model, source, tag=tag, output=output,
-                                  input_shape=_parse_shape(input_shape), **options)
+                                  input_shape=None if input_shape is None else (*input_shape, 3),
+                                  **converter_options)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {path} (checksums in {path}.provenance.json)")
@@ -73,5 +62,5 @@ def caffe(model: str, caffemodel: str, tag, output, input_shape, input_channel_o
 
     Example: ksf convert caffe sphere20 sphereface_model.caffemodel --tag casia
     """
-    options = {} if tag is not None else {"input_channel_order": input_channel_order or "BGR"}
-    _run("caffe", model, caffemodel, tag, output, input_shape, **options)
+    converter_options = {} if tag is not None else {"input_channel_order": input_channel_order or "BGR"}
+    _run("caffe", model, caffemodel, tag, output, input_shape, **converter_options)

@@ -7,46 +7,30 @@ import shlex
 
 import click
 
-PROTOCOL_NAMES = ("sphereface", "summed", "plain")
-
-
-_protocol_option = click.option(
-    "--protocol", type=click.Choice(PROTOCOL_NAMES), default="sphereface", show_default=True,
-    help="sphereface: flip features concatenated, per-fold mean subtracted; summed: flip features "
-         "added; plain: no flip.",
-)
+from ksf import options
 
 
 def _model_options(function):
     """Options every `ksf eval` subcommand shares (model, data, alignment, cache)."""
-    options = [
-        click.option("--model", "model", required=True, metavar="NAME_OR_PATH",
-                     help="Zoo model name (mobilefacenet, sphere20, ...), a .keras file or a SavedModel dir."),
-        click.option("--weights", default=None, metavar="SOURCE",
-                     help="Weights of a zoo model: a named source (casia), a file, or 'none' for random."),
-        click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True),
-                     help="Dataset folder, e.g. $KSF_DATA_DIR/lfw (images/ and landmarks.txt)."),
-        click.option("--landmarks", type=click.Path(dir_okay=False, exists=True), default=None,
-                     help="5-point landmark file. Default: <data>/landmarks.txt if it exists."),
+    return options.apply(
+        options.model_option(),
+        options.weights_option(),
+        options.data_option(),
+        options.landmarks_option(help="5-point landmark file. Default: <data>/landmarks.txt if it exists."),
         click.option("--aligned", is_flag=True,
                      help="The images are already aligned crops of the model's input size: no landmarks."),
         click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True), default=None,
                      help="Image folder. Default: <data>/images if it exists, else <data>."),
-        click.option("--template", type=click.Choice(["sphereface", "arcface"]), default="sphereface",
-                     show_default=True, help="Alignment template (112x96 or 112x112 crops)."),
-        click.option("--preprocess", type=click.Choice(["ksf", "none", "unit"]), default="ksf",
-                     show_default=True, help="Pixel preprocessing: ksf = (x - 127.5) / 128."),
+        options.template_option(),
+        options.preprocess_option(),
         click.option("--skip-missing", is_flag=True,
                      help="Leave out what lacks an image file or landmarks, and report how much."),
         click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Embedding cache. Default: $KERAS_SPHEREFACE_HOME/cache/embeddings."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
-        click.option("--no-progress", is_flag=True, help="No progress bar."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+        options.no_progress_option(),
+    )(function)
 
 
 def _common_kwargs(params: dict) -> dict:
@@ -102,11 +86,10 @@ def eval_group() -> None:
 
 @eval_group.command()
 @_model_options
-@_protocol_option
+@options.protocol_option()
 @click.option("--pairs", "pairs_file", default="pairs.txt", show_default=True,
               help="Pair list inside --data (pairsDevTest.txt for View 1) or a path.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/lfw", show_default=True,
-              help="Where report.json, roc.png and scores_hist.png go.")
+@options.out_option("out/eval/lfw", "Where report.json, roc.png and scores_hist.png go.")
 @click.pass_context
 @_report_errors
 def lfw(ctx: click.Context, **params) -> None:
@@ -120,13 +103,12 @@ def lfw(ctx: click.Context, **params) -> None:
 @eval_group.command()
 @click.argument("pairs_file", type=click.Path(dir_okay=False, exists=True))
 @_model_options
-@_protocol_option
+@options.protocol_option()
 @click.option("--format", "fmt", type=click.Choice(["auto", "lfw", "generic"]), default="auto",
               show_default=True, help="LFW pairs.txt format or `path1 path2 same [fold]` lines.")
 @click.option("--folds", "num_folds", type=click.IntRange(2), default=10, show_default=True,
               help="Folds to form (stratified) when the file gives none.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/pairs",
-              show_default=True, help="Where report.json, roc.png and scores_hist.png go.")
+@options.out_option("out/eval/pairs", "Where report.json, roc.png and scores_hist.png go.")
 @click.pass_context
 @_report_errors
 def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
@@ -146,8 +128,7 @@ def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
               help="TFRecord files in --data to use instead of a folder tree, when there are any.")
 @click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
               help="Combine each embedding with its mirror's.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval/afs", show_default=True,
-              help="Where afs.json goes.")
+@options.out_option("out/eval/afs", "Where afs.json goes.")
 @click.pass_context
 @_report_errors
 def afs(ctx: click.Context, **params) -> None:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import click
 
-
-def _size(_ctx, _param, value):
-    if value is None:
-        return None
-    parts = value.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise click.BadParameter(f"expected HxW such as 112x96, got {value!r}")
-    return int(parts[0]), int(parts[1])
+from ksf import options
 
 
 @click.command("make-tfrecords")
@@ -21,8 +14,8 @@ def _size(_ctx, _param, value):
               help="Training shards.")
 @click.option("--val-shards", type=click.IntRange(min=1), help="Validation shards [default: shards // 8].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds example order and split.")
-@click.option("--landmarks", type=click.Path(dir_okay=False, exists=True),
-              help="Store these 5-point landmarks (paths as in SRC) for on-the-fly alignment.")
+@options.landmarks_option(
+    help="Store these 5-point landmarks (paths as in SRC) for on-the-fly alignment.")
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True),
               help="File of identities to leave out (e.g. those overlapping a test set).")
 @click.option("--people", type=click.Path(dir_okay=False, exists=True),
@@ -31,9 +24,9 @@ def _size(_ctx, _param, value):
               help="Keep identities with at least this many images.")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
               show_default=True, help="Fraction of identities held out for validation.")
-@click.option("--resize", callback=_size, help="Resize and re-encode images to HxW (default: keep bytes).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Shards written in parallel.")
+@click.option("--resize", callback=options.parse_size_option,
+              help="Resize and re-encode images to HxW (default: keep bytes).")
+@options.workers_option(help="Shards written in parallel.")
 def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, people, min_images,
                    val_fraction, resize, workers) -> None:
     """Write SRC (a folder SRC/<identity>/<image> or a `path label` list file) as TFRecords in OUT_DIR."""

@@ -132,14 +132,9 @@ def run_demo(
     from rich.console import Console
     from rich.table import Table
 
-    from keras_sphereface.evaluation import (
-        angular_fisher_score,
-        embed_images,
-        evaluate_lfw,
-        load_embedder,
-    )
-    from keras_sphereface.evaluation.embed import EmbeddingCache, default_cache_dir
+    from keras_sphereface.evaluation import angular_fisher_score, evaluate_lfw
     from keras_sphereface.evaluation.evaluate import labelled_images, make_source
+    from keras_sphereface.inference import EmbeddingCache, default_cache_dir, embed_images, load_embedder
 
     started = time.perf_counter()
     lfw, out_dir = _lfw_folder(data_dir), Path(out_dir)

@@ -22,10 +22,12 @@ from keras_sphereface.data.align import (
     similarity_transform,
 )
 from keras_sphereface.data.align_folder import AlignReport, align_folder
+from keras_sphereface.data.face_source import FaceSource
 
 _LAZY = {
     "write_tfrecords": "keras_sphereface.data.records",
     "tfrecord_dataset": "keras_sphereface.data.dataset",
+    "RecordSource": "keras_sphereface.data.record_source",
     "FaceDetector": "keras_sphereface.data.detect",
 }
 
@@ -41,6 +43,8 @@ __all__ = [
     "SPHEREFACE_TEMPLATE",
     "AlignReport",
     "FaceDetector",
+    "FaceSource",
+    "RecordSource",
     "align_face",
     "align_folder",
     "get_template",

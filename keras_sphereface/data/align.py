@@ -25,12 +25,14 @@ __all__ = [
     "INTERPOLATIONS",
     "SPHEREFACE_TEMPLATE",
     "TEMPLATES",
+    "TEMPLATE_NAMES",
     "align_face",
     "alignment_transform",
     "get_template",
     "load_image_rgb",
     "read_landmarks",
     "similarity_transform",
+    "template_size",
     "transform_points",
 ]
 
@@ -65,6 +67,18 @@ INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+
+
+#: Template names, e.g. for a CLI choice list.
+TEMPLATE_NAMES = tuple(TEMPLATES)
+
+
+def template_size(name: str) -> tuple[int, int]:
+    """The native crop `(height, width)` of a template: 112x96 for `"sphereface"`, 112x112 for `"arcface"`."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in TEMPLATES:
+        raise ValueError(f"Unknown alignment template; expected one of {sorted(TEMPLATES)}. Received: name={name!r}")
+    return tuple(TEMPLATES[key][1])
 
 
 #: Directions of the least-squares fit (see `alignment_transform`).

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from keras_sphereface.data.align import align_face, get_template
-from keras_sphereface.data.images import encode_image, load_image_rgb
+from keras_sphereface.data.images import IMAGE_EXTENSIONS, encode_image, load_image_rgb
 from keras_sphereface.data.landmarks import read_landmarks
 from keras_sphereface.utils.atomic import atomic_write
+from keras_sphereface.utils.sizes import parse_size
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 REPORT_NAME = "align_report.json"
 
 
@@ -76,15 +76,6 @@ class AlignReport:
             "failures": sorted(self.failures, key=lambda f: f["path"]),
             "multiple_faces": dict(sorted(self.detections.items())),
         }
-
-
-def _parse_size(size) -> tuple[int, int]:
-    if isinstance(size, str):
-        parts = size.lower().split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"size must look like HxW, e.g. 112x96. Received: size={size!r}")
-        size = (int(parts[0]), int(parts[1]))
-    return tuple(int(v) for v in size)
 
 
 def _remove_stale_temporaries(dst: Path) -> None:
@@ -158,7 +149,7 @@ def align_folder(
             "Give exactly one landmark source: a landmark file or detect=True. "
             f"Received: landmarks={landmarks!r}, detect={detect!r}"
         )
-    size = _parse_size(size)
+    size = parse_size(size)
     get_template(template, size)  # validates name and size before any work
     if workers < 1:
         raise ValueError(f"workers must be a positive integer. Received: workers={workers}")

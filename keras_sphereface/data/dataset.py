@@ -15,6 +15,7 @@ import os
 import tensorflow as tf
 
 from keras_sphereface.data.align import get_template
+from keras_sphereface.data.schema import make_example, parse_spec
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -26,14 +27,6 @@ _STATUS_MESSAGES = (
     "corrupt or undecodable record (TFRecord framing/CRC, Example proto or image bytes)",
 )
 _OK, _SHAPE_MISMATCH, _NO_LANDMARKS, _CORRUPT = range(4)
-
-
-def _feature_spec() -> dict:
-    return {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "landmarks": tf.io.FixedLenFeature([10], tf.float32, default_value=[float("nan")] * 10),
-    }
 
 
 def _decode(data: tf.Tensor) -> tf.Tensor:
@@ -106,8 +99,6 @@ def warp_to_template(
 
 def _end_marker(height: int, width: int, template_points) -> bytes:
     """A valid record (black image, template landmarks) appended to each shard when checking."""
-    from keras_sphereface.data.records import make_example
-
     black = tf.io.encode_png(tf.zeros((height, width, 3), tf.uint8)).numpy()
     return make_example(black, -1, "", "<end of file>", height, width, landmarks=template_points.numpy())
 
@@ -237,7 +228,7 @@ def tfrecord_dataset(
             )
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     template_points = tf.constant(get_template(template, (height, width)), tf.float32)
-    spec = _feature_spec()
+    spec = parse_spec(("image", "label", "landmarks"))
 
     augment_options = {"flip": flip, "brightness": brightness, "contrast": contrast}
     augmenting = training and (flip or brightness or contrast)

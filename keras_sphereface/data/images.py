@@ -17,6 +17,9 @@ _JPEG_SOS = b"\xff\xda"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+#: File suffixes (lower case) read as images everywhere: alignment, TFRecords, evaluation folders.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
 
 def image_format(data: bytes) -> str | None:
     """The container format of encoded image bytes: `"jpeg"`, `"png"`, or None if neither."""

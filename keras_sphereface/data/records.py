@@ -1,17 +1,7 @@
 """Writing sharded TFRecords of face images, with `labels.json`, a manifest and a report.
 
 Each example holds the image file's bytes exactly as stored (no re-encode unless resizing is
-asked), so what trains is what was on disk. Feature keys (all in `FEATURES`):
-
-| key | type | value |
-|---|---|---|
-| `image` | bytes | the encoded JPEG or PNG |
-| `format` | bytes | `b"jpeg"` or `b"png"` |
-| `height`, `width` | int64 | the decoded image size in pixels |
-| `label` | int64 | the class index, `0 .. num_classes - 1` |
-| `identity` | bytes | the identity name (UTF-8) |
-| `path` | bytes | the source path (UTF-8), as the folder tree or list file names it |
-| `landmarks` | float32 x 10 | optional: `x1 y1 ... x5 y5` in pixels of the stored image |
+asked), so what trains is what was on disk. The feature keys and types: `schema.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +19,7 @@ import tensorflow as tf
 
 from keras_sphereface.data.images import decode_image_rgb, encode_image, image_format, read_image_bytes
 from keras_sphereface.data.landmarks import read_landmarks
+from keras_sphereface.data.schema import FEATURES, make_example
 from keras_sphereface.data.sources import (
     SourceImage,
     collect_images,
@@ -39,7 +30,6 @@ from keras_sphereface.data.sources import (
 from keras_sphereface.utils.atomic import atomic_path, atomic_write, sha256_file
 from keras_sphereface.version import __version__
 
-FEATURES = ("image", "format", "height", "width", "label", "identity", "path", "landmarks")
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.json"
@@ -49,42 +39,6 @@ REPORT_NAME = "report.json"
 def shard_name(split: str, index: int, num_shards: int) -> str:
     """`{split}-{index:05d}-of-{num_shards:05d}.tfrecord`, e.g. `train-00000-of-00016.tfrecord`."""
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-
-def make_example(
-    image: bytes,
-    label: int,
-    identity: str,
-    path: str,
-    height: int,
-    width: int,
-    landmarks: np.ndarray | None = None,
-) -> bytes:
-    """A serialized `tf.train.Example` with the features described in the module docstring."""
-    fmt = image_format(image)
-    if fmt is None:
-        raise ValueError(f"Only JPEG and PNG bytes can be stored. Received: path={path!r}")
-    feature = {
-        "image": _bytes_feature(image),
-        "format": _bytes_feature(fmt.encode()),
-        "height": _int_feature(height),
-        "width": _int_feature(width),
-        "label": _int_feature(label),
-        "identity": _bytes_feature(identity.encode("utf-8")),
-        "path": _bytes_feature(path.encode("utf-8")),
-    }
-    if landmarks is not None:
-        values = np.asarray(landmarks, dtype=np.float32).reshape(-1)
-        feature["landmarks"] = tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 @dataclasses.dataclass

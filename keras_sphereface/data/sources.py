@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sphereface.data.align_folder import IMAGE_EXTENSIONS, list_images
+from keras_sphereface.data.align_folder import list_images
+from keras_sphereface.data.images import IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,17 +6,13 @@
   `sphereface`, `summed` and `plain` protocols (`PROTOCOLS`).
 - `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
 - `angular_fisher_score`: the SphereFace paper's AFS.
-- `load_embedder`, `embed_images`, `EmbeddingCache`: batched, cached embedding of face images.
+- `EmbeddingOptions`: alignment, preprocessing, batch size and cache of an evaluation.
+
+Models are loaded and run by `keras_sphereface.inference` (`load_embedder`, `embed_images`).
 """
 
-from keras_sphereface.evaluation.embed import (
-    Embedder,
-    EmbeddingCache,
-    FaceSource,
-    embed_images,
-    load_embedder,
-)
 from keras_sphereface.evaluation.evaluate import (
+    EmbeddingOptions,
     angular_fisher_score_of_folder,
     evaluate_lfw,
     evaluate_pair_list,
@@ -37,9 +33,7 @@ from keras_sphereface.evaluation.roc import RocSummary, roc_curve, roc_summary, 
 
 __all__ = [
     "PROTOCOLS",
-    "Embedder",
-    "EmbeddingCache",
-    "FaceSource",
+    "EmbeddingOptions",
     "PairList",
     "Protocol",
     "RocSummary",
@@ -47,11 +41,9 @@ __all__ = [
     "angular_fisher_score",
     "angular_fisher_score_of_folder",
     "best_threshold",
-    "embed_images",
     "evaluate_lfw",
     "evaluate_pair_list",
     "evaluate_pairs",
-    "load_embedder",
     "parse_pairs",
     "read_pairs",
     "roc_curve",

@@ -6,6 +6,7 @@ input size against the crops) and only then embeds images, so bad input fails in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sphereface.evaluation import embed as embed_lib
+from keras_sphereface import inference
+from keras_sphereface.data.align import template_size
+from keras_sphereface.data.face_source import FaceSource
+from keras_sphereface.data.images import IMAGE_EXTENSIONS, decode_image_rgb
+from keras_sphereface.data.landmarks import read_landmarks
 from keras_sphereface.evaluation.fisher import angular_fisher_score
 from keras_sphereface.evaluation.pairs import PairList, read_pairs
 from keras_sphereface.evaluation.protocol import combine_flip, get_protocol, verify_embeddings
@@ -21,9 +26,35 @@ from keras_sphereface.evaluation.report import print_verification_table, verific
 from keras_sphereface.evaluation.roc import DEFAULT_FARS, roc_summary
 from keras_sphereface.version import __version__
 
-#: Native crop size `(height, width)` of each alignment template.
-TEMPLATE_SIZES = {"sphereface": (112, 96), "arcface": (112, 112)}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingOptions:
+    """How images become embeddings in an evaluation (the settings every `ksf eval` command shares).
+
+    Attributes:
+        template: str. Alignment template (`"sphereface"` or `"arcface"`).
+        crop_size: tuple of 2 ints or None. Crop `(height, width)`; None: the template's native size.
+        interpolation: str. Warp interpolation.
+        preprocess: str or None. Pixel preprocessing name; None: the model's own.
+        batch_size: int. Images per forward pass.
+        cache_dir: str, path-like, bool or None. Embedding cache folder; None or True: the default
+            cache, False: no cache.
+        progress: bool. Show a progress bar.
+    """
+
+    template: str = "sphereface"
+    crop_size: tuple[int, int] | None = None
+    interpolation: str = "bilinear"
+    preprocess: str | None = None
+    batch_size: int = 64
+    cache_dir: str | os.PathLike | bool | None = None
+    progress: bool = True
+
+    @classmethod
+    def take_from(cls, kwargs: dict) -> EmbeddingOptions:
+        """Builds the options from the matching keys of `kwargs`, removing them from it."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**{name: kwargs.pop(name) for name in names if name in kwargs})
 
 
 def image_root(data_dir: str | os.PathLike, images_dir: str | os.PathLike | None = None) -> Path:
@@ -45,7 +76,7 @@ def make_source(
     template: str = "sphereface",
     crop_size: tuple[int, int] | None = None,
     interpolation: str = "bilinear",
-) -> embed_lib.FaceSource:
+) -> FaceSource:
     """Builds the `FaceSource` of a dataset folder.
 
     Args:
@@ -58,24 +89,15 @@ def make_source(
         interpolation: str. Warp interpolation.
     """
     root = image_root(data_dir, images_dir)
-    if template not in TEMPLATE_SIZES:
-        raise ValueError(
-            f"Unknown template; expected one of {sorted(TEMPLATE_SIZES)}. "
-            f"Received: template={template!r}"
-        )
-    size = tuple(crop_size) if crop_size is not None else TEMPLATE_SIZES[template]
+    size = tuple(crop_size) if crop_size is not None else template_size(template)
     if isinstance(landmarks, str) and landmarks == "auto":
         candidate = Path(data_dir) / "landmarks.txt"
         landmarks = candidate if candidate.is_file() else None
-    points = None
-    if landmarks is not None:
-        from keras_sphereface.data.align import read_landmarks
-
-        points = read_landmarks(landmarks)
-    return embed_lib.FaceSource(root, points, template, size, interpolation)
+    points = read_landmarks(landmarks) if landmarks is not None else None
+    return FaceSource(root, points, template, size, interpolation)
 
 
-def _check_pairs_available(pairs: PairList, source: embed_lib.FaceSource, skip_missing: bool):
+def _check_pairs_available(pairs: PairList, source: FaceSource, skip_missing: bool):
     problems = {path: source.check_available(path) for path in pairs.image_paths()}
     problems = {path: why for path, why in problems.items() if why}
     if not problems:
@@ -112,11 +134,9 @@ def _check_pairs_available(pairs: PairList, source: embed_lib.FaceSource, skip_m
     return kept, skipped
 
 
-def _check_prealigned(source: embed_lib.FaceSource, first_path: str, embedder: embed_lib.Embedder):
+def _check_prealigned(source: FaceSource, first_path: str, embedder: inference.Embedder):
     if source.landmarks is not None:
         return
-    from keras_sphereface.data.images import decode_image_rgb
-
     shape = decode_image_rgb(source.load_bytes(first_path), source=first_path).shape
     if tuple(shape[:2]) != tuple(embedder.input_size):
         raise ValueError(
@@ -129,20 +149,18 @@ def _check_prealigned(source: embed_lib.FaceSource, first_path: str, embedder: e
 def _resolve_cache(cache_dir, fingerprint: str):
     if cache_dir is False:
         return None
-    directory = embed_lib.default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
-    return embed_lib.EmbeddingCache(directory, fingerprint)
+    directory = inference.default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
+    return inference.EmbeddingCache(directory, fingerprint)
 
 
 def _load_checked_embedder(
-    model, weights, preprocess, batch_size, source: embed_lib.FaceSource, first_path: str
+    model, weights, preprocess, batch_size, source: FaceSource, first_path: str
 ):
-    embedder = embed_lib.load_embedder(
-        model, weights=weights, preprocess=preprocess, batch_size=batch_size
-    )
+    embedder = inference.load_embedder(model, weights=weights, preprocess=preprocess, batch_size=batch_size)
     if source.landmarks is None:
         source.size = tuple(embedder.input_size)
         _check_prealigned(source, first_path, embedder)
-    embed_lib.check_input_size(embedder, source)
+    inference.check_input_size(embedder, source)
     return embedder
 
 
@@ -150,41 +168,41 @@ def evaluate_pair_list(
     pairs: PairList,
     model,
     data_dir,
+    *,
     weights=None,
     landmarks="auto",
     images_dir=None,
     protocol: str = "sphereface",
     out_dir=None,
     skip_missing: bool = False,
-    template: str = "sphereface",
-    crop_size=None,
-    interpolation: str = "bilinear",
-    preprocess: str | None = None,
-    batch_size: int = 64,
-    cache_dir=None,
-    progress: bool = True,
+    embedding: EmbeddingOptions | None = None,
     show: bool = True,
     fars=DEFAULT_FARS,
     dataset: str | None = None,
     command: str | None = None,
 ) -> dict:
-    """K-fold verification of a parsed pair list. See `evaluate_pairs` for the arguments."""
+    """K-fold verification of a parsed pair list. See `evaluate_pairs` for the arguments.
+
+    Args:
+        embedding: EmbeddingOptions or None. Alignment, preprocessing, batch size, cache, progress.
+    """
     started = time.perf_counter()
+    opts = embedding or EmbeddingOptions()
     protocol_spec = get_protocol(protocol)
-    source = make_source(data_dir, landmarks, images_dir, template, crop_size, interpolation)
+    source = make_source(data_dir, landmarks, images_dir, opts.template, opts.crop_size, opts.interpolation)
     pairs, skipped = _check_pairs_available(pairs, source, skip_missing)
     paths = pairs.image_paths()
-    embedder = _load_checked_embedder(model, weights, preprocess, batch_size, source, paths[0])
-    cache = _resolve_cache(cache_dir, embedder.fingerprint)
+    embedder = _load_checked_embedder(model, weights, opts.preprocess, opts.batch_size, source, paths[0])
+    cache = _resolve_cache(opts.cache_dir, embedder.fingerprint)
     embed_start = time.perf_counter()
-    embeddings, flipped, stats = embed_lib.embed_images(
+    embeddings, flipped, stats = inference.embed_images(
         embedder,
         paths,
         source,
         flip=protocol_spec.needs_flip,
-        batch_size=batch_size,
+        batch_size=opts.batch_size,
         cache=cache,
-        progress=progress,
+        progress=opts.progress,
     )
     embed_seconds = time.perf_counter() - embed_start
     index = {path: i for i, path in enumerate(paths)}
@@ -278,8 +296,10 @@ def evaluate_pairs(
         The report dict (also written to `out_dir/report.json`).
     """
     pairs = read_pairs(pairs_file, fmt=fmt, num_folds=num_folds)
+    embedding = EmbeddingOptions.take_from(kwargs)
     return evaluate_pair_list(
-        pairs, model, data_dir, weights, landmarks, images_dir, protocol, out_dir, skip_missing, **kwargs
+        pairs, model, data_dir, weights=weights, landmarks=landmarks, images_dir=images_dir, protocol=protocol,
+        out_dir=out_dir, skip_missing=skip_missing, embedding=embedding, **kwargs,
     )
 
 
@@ -338,7 +358,7 @@ def labelled_images(root: str | os.PathLike, min_images: int = 1) -> tuple[list[
     root = Path(root)
     paths, labels = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         if len(files) >= min_images:
             paths.extend(f.relative_to(root).as_posix() for f in files)
             labels.extend(folder.name for _ in files)
@@ -348,18 +368,18 @@ def labelled_images(root: str | os.PathLike, min_images: int = 1) -> tuple[list[
 def _labelled_source(data_dir, landmarks, images_dir, template, crop_size, interpolation, min_images,
                      records):
     """`(source, paths, labels)` of a labelled folder or of the TFRecords in it."""
-    from keras_sphereface.evaluation import tfrecords
-
-    files = tfrecords.find_record_files(data_dir, records) if images_dir is None else []
+    files = sorted(p for p in Path(data_dir).glob(records) if p.is_file()) if images_dir is None else []
     if not files:
         source = make_source(data_dir, landmarks, images_dir, template, crop_size, interpolation)
         paths, labels = labelled_images(source.root, min_images)
         return source, paths, labels
-    keys, identities, images, points = tfrecords.read_face_records(files)
+    from keras_sphereface.data.record_source import RecordSource, read_face_records
+
+    keys, identities, images, points = read_face_records(files)
     counts = Counter(identities)
     chosen = [(k, i) for k, i in zip(keys, identities, strict=True) if counts[i] >= min_images]
-    size = tuple(crop_size) if crop_size is not None else TEMPLATE_SIZES[template]
-    source = tfrecords.RecordSource(Path(data_dir), points or None, template, size, interpolation,
+    size = tuple(crop_size) if crop_size is not None else template_size(template)
+    source = RecordSource(Path(data_dir), points or None, template, size, interpolation,
                                     images=images)
     return source, [k for k, _ in chosen], [i for _, i in chosen]
 
@@ -431,7 +451,7 @@ def angular_fisher_score_of_folder(
         )
     embedder = _load_checked_embedder(model, weights, preprocess, batch_size, source, paths[0])
     cache = _resolve_cache(cache_dir, embedder.fingerprint)
-    embeddings, flipped, stats = embed_lib.embed_images(
+    embeddings, flipped, stats = inference.embed_images(
         embedder,
         paths,
         source,

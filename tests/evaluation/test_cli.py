@@ -98,12 +98,12 @@ def test_malformed_line_number(tmp_path, lfw_dir, lfw_subset_text, tiny_file):
 
 
 def test_model_input_size_mismatch_fails_before_embedding(tmp_path, lfw_dir, lfw_subset_file, monkeypatch):
-    from keras_sphereface.evaluation import embed
+    from keras_sphereface import inference
 
     def refuse(*args, **kwargs):
         raise AssertionError("embedding started despite a size mismatch")
 
-    monkeypatch.setattr(embed, "embed_images", refuse)
+    monkeypatch.setattr(inference, "embed_images", refuse)
     path = tmp_path / "square.keras"
     tiny_model(input_shape=(112, 112, 3)).save(path)
     result = _run(["eval", "pairs", str(lfw_subset_file), "--model", str(path), "--data", str(lfw_dir),

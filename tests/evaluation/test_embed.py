@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from keras_sphereface.data.align import align_face, load_image_rgb, read_landmarks
-from keras_sphereface.evaluation.embed import (
+from keras_sphereface.data.face_source import FaceSource
+from keras_sphereface.inference import (
     EmbeddingCache,
-    FaceSource,
     check_input_size,
     embed_images,
     keras_embedder,

@@ -1,23 +1,19 @@
-"""Face images from TFRecords written by `ksf make-tfrecords`, for the Angular Fisher Score.
+"""Face images from TFRecords written by `ksf make-tfrecords`, served like files (`RecordSource`).
 
-TensorFlow is imported here only. Records are read once into memory (image bytes, identity,
-landmarks); `RecordSource` then serves them to `embed_images` like files of a folder.
+Used by the Angular Fisher Score of TFRecords. TensorFlow-only. Records are read once into memory
+(image bytes, identity, landmarks); `RecordSource` then serves them to `embed_images` like files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
-from keras_sphereface.evaluation.embed import FaceSource
-
-
-def find_record_files(directory: str | os.PathLike, pattern: str = "*.tfrecord") -> list[Path]:
-    """The TFRecord files matching `pattern` in `directory`, sorted (empty if there are none)."""
-    return sorted(p for p in Path(directory).glob(pattern) if p.is_file())
+from keras_sphereface.data.face_source import FaceSource
+from keras_sphereface.data.schema import parse_spec
 
 
 def read_face_records(files: list[Path]) -> tuple[list[str], list[str], dict[str, bytes], dict]:
@@ -32,15 +28,7 @@ def read_face_records(files: list[Path]) -> tuple[list[str], list[str], dict[str
         else the integer label), the encoded bytes by key, and the `(5, 2)` landmarks by key for
         the examples that store them.
     """
-    import tensorflow as tf
-
-    spec = {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "identity": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "path": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "landmarks": tf.io.FixedLenFeature([10], tf.float32, default_value=[float("nan")] * 10),
-    }
+    spec = parse_spec(("image", "label", "identity", "path", "landmarks"))
     keys, labels, images, points = [], [], {}, {}
     for file in files:
         dataset = tf.data.TFRecordDataset(str(file)).map(lambda r: tf.io.parse_single_example(r, spec))
@@ -68,6 +56,7 @@ class RecordSource(FaceSource):
     images: dict = dataclasses.field(default_factory=dict)
 
     def check_available(self, path: str) -> str | None:
+        """Returns why record `path` cannot be used (absent, or no landmarks when aligning), or None."""
         if path not in self.images:
             return f"no record {path} in {self.root}"
         if self.landmarks is not None and path not in self.landmarks:
@@ -75,4 +64,5 @@ class RecordSource(FaceSource):
         return None
 
     def load_bytes(self, path: str) -> bytes:
+        """Returns the encoded image of record `path`."""
         return self.images[path]

@@ -1,4 +1,4 @@
-"""Embedding through a TensorFlow SavedModel (the only TensorFlow-specific part of evaluation)."""
+"""Embedding through a TensorFlow SavedModel (the TensorFlow-only loader of the inference floor)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sphereface.evaluation.embed import Embedder
+from keras_sphereface.inference.embedder import Embedder
 
 
 def savedmodel_embedder(
@@ -16,7 +16,7 @@ def savedmodel_embedder(
 
     Args:
         path: str or path. The SavedModel directory (holding `saved_model.pb`).
-        preprocess: str. A key of `keras_sphereface.evaluation.embed.PREPROCESSING`: what the exported
+        preprocess: str. A key of `keras_sphereface.models.preprocessing.PREPROCESSING`: what the exported
             function expects (`"ksf"` if it takes `(x - 127.5) / 128`, `"none"` if it takes raw pixels).
         fingerprint: str. Digest of the directory's files.
         signature: str. The signature to call.

@@ -1,0 +1,68 @@
+"""`load_embedder`: any face-embedding model a user names -> an `Embedder`.
+
+A zoo name (`"mobilefacenet"`, via `keras_sphereface.models.zoo`), a `.keras` / `.h5` model file, a
+SavedModel directory (an export of `ksf export`, or any SavedModel with one image input), or a
+`keras.Model` already in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from keras_sphereface.inference.embedder import Embedder
+from keras_sphereface.inference.keras_loader import keras_embedder
+from keras_sphereface.models.zoo import MODEL_NAMES, ZOO
+
+
+def directory_fingerprint(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of every file's relative path and bytes under `path` (a SavedModel's identity)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root).as_posix()).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def load_embedder(model, weights=None, preprocess: str | None = None, batch_size: int = 64) -> Embedder:
+    """Loads an embedding model from the zoo, a `.keras` file, a SavedModel directory or a Keras model.
+
+    Args:
+        model: str, path-like or `keras.Model`. A zoo name (`"mobilefacenet"`, `"sphere20"`,
+            case-insensitive), a `.keras` / `.h5` file, a SavedModel directory, or a model.
+        weights: None or str. For zoo models: `None` (random), a named source (`"casia"`) or a
+            weights file. Must be None for files and directories, which hold their weights.
+        preprocess: str or None. A key of `keras_sphereface.models.preprocessing.PREPROCESSING`; None:
+            the zoo model's own (`"ksf"`, `(x - 127.5) / 128`, for every model here).
+        batch_size: int. Images per forward pass.
+
+    Returns:
+        An `Embedder`.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return keras_embedder(model, preprocess or "ksf", batch_size)
+    path = Path(model)
+    if path.is_dir():
+        if weights is not None:
+            raise ValueError(f"A SavedModel directory holds its own weights. Received: weights={weights!r}")
+        from keras_sphereface.inference.savedmodel import savedmodel_embedder
+
+        return savedmodel_embedder(path, preprocess or "ksf", directory_fingerprint(path))
+    if path.suffix in (".keras", ".h5") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file not found. Received: model={str(model)!r}")
+        if weights is not None:
+            raise ValueError(f"A model file holds its own weights. Received: weights={weights!r}")
+        import keras
+
+        import keras_sphereface.layers  # noqa: F401  (registers the custom layers for deserialization)
+
+        loaded = keras.saving.load_model(path, compile=False)
+        return keras_embedder(loaded, preprocess or "ksf", batch_size)
+    spec = ZOO.get(str(model).lower())
+    if spec is None:
+        raise ValueError(f"{str(model)!r} is neither a model file, a SavedModel directory nor a model of the zoo "
+                         f"({', '.join(MODEL_NAMES)}). Received: model={str(model)!r}")
+    return keras_embedder(spec.build(weights=weights), preprocess or spec.preprocessing, batch_size)
