@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_sphereface.data.align import get_template
 from keras_sphereface.data.schema import make_example, parse_spec
+from keras_sphereface.models.preprocessing import PIXEL_MEAN, PIXEL_SCALE
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -160,7 +161,7 @@ def tfrecord_dataset(
     flip: bool = True,
     brightness: float = 0.0,
     contrast: float = 0.0,
-    normalization: tuple[float, float] | None = (127.5, 128.0),
+    normalization: tuple[float, float] | None = (PIXEL_MEAN, PIXEL_SCALE),
     shuffle_buffer: int = 8192,
     seed: int | None = None,
     cache: bool | str = False,
@@ -189,7 +190,8 @@ def tfrecord_dataset(
         contrast: float. Off (0) by default; else a random contrast factor in
             `[1 - contrast, 1 + contrast]` when training.
         normalization: tuple `(mean, scale)` or None. Output `(x - mean) / scale`; the default
-            `(127.5, 128.0)` is the paper's; None gives `float32` pixels in `[0, 255]`.
+            `(PIXEL_MEAN, PIXEL_SCALE)` is every zoo model's `preprocess_input` (`(x - 127.5) / 128`,
+            the paper's); None gives `float32` pixels in `[0, 255]`.
         shuffle_buffer: int. Examples in the shuffle buffer (training).
         seed: int or None. With a seed, the whole output (order, flips) is deterministic.
         cache: bool or str. Cache decoded images in memory (True) or in a file (a path).
