@@ -37,7 +37,7 @@ test-fast: lint
 	$(PY) -m pytest -m "not slow and not large"
 
 bench: install
-	for script in bench/*.py; do $(PY) $$script || exit 1; done
+	for script in bench/[!_]*.py; do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf build dist *.egg-info out .pytest_cache .ruff_cache

@@ -28,24 +28,24 @@ Usage:
     KSF_DATA_DIR=... KSF_WEIGHTS_DIR=... python bench/alignment_conventions.py \\
         --data $KSF_DATA_DIR/lfw [--variants default,fit_t2i,...] [--cache-dir DIR]
 Prints one JSON line: per variant the mean and std (ddof=0) accuracy (%), the 10 fold accuracies and
-the paired comparison with the first variant.
+the paired comparison with the first variant, then the header of `bench/_report.py` (hardware,
+versions, backend, threads).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import emit  # bench/_report.py: the header every bench script reports
 
+from keras_sphereface import inference
 from keras_sphereface.data.align import align_face, get_template, read_landmarks, similarity_transform
-from keras_sphereface.evaluation import embed as embed_lib
+from keras_sphereface.data.face_source import FaceSource
 from keras_sphereface.evaluation.pairs import read_pairs
 from keras_sphereface.evaluation.protocol import get_protocol, verify_embeddings
 
@@ -63,7 +63,7 @@ VARIANTS = {
 
 
 @dataclasses.dataclass
-class VariantSource(embed_lib.FaceSource):
+class VariantSource(FaceSource):
     """A `FaceSource` whose crops follow one variant's conventions."""
 
     fit: str = "image_to_template"
@@ -147,8 +147,8 @@ def main() -> None:
     left = np.array([index[p] for p in pairs.left])
     right = np.array([index[p] for p in pairs.right])
     protocol = get_protocol("sphereface")
-    embedder = embed_lib.load_embedder(args.model, weights=args.weights, batch_size=args.batch_size)
-    cache = None if args.cache_dir is None else embed_lib.EmbeddingCache(args.cache_dir, embedder.fingerprint)
+    embedder = inference.load_embedder(args.model, weights=args.weights, batch_size=args.batch_size)
+    cache = None if args.cache_dir is None else inference.EmbeddingCache(args.cache_dir, embedder.fingerprint)
 
     results, baseline = {}, None
     for name in names:
@@ -156,7 +156,7 @@ def main() -> None:
         source = VariantSource(data / "images", landmarks, interpolation=interpolation, fit=fit,
                                landmark_shift=landmark_shift, template_shift=template_shift)
         start = time.perf_counter()
-        features, flipped, _ = embed_lib.embed_images(embedder, paths, source, flip=True,
+        features, flipped, _ = inference.embed_images(embedder, paths, source, flip=True,
                                                       batch_size=args.batch_size, cache=cache, progress=False)
         result = verify_embeddings(features, flipped, left, right, pairs.same, pairs.folds, protocol)
         results[name] = {
@@ -170,12 +170,12 @@ def main() -> None:
             baseline = (name, result)
         else:
             results[name][f"vs_{baseline[0]}"] = paired(result, baseline[1])
-    print(json.dumps({
+    emit({
         "what": "LFW View 2 accuracy (%) of MobileFaceNet per alignment convention, SphereFace protocol",
         "model": args.model, "weights": args.weights, "images": len(paths), "pairs": len(pairs.same),
         "reflective_similarity_wins": reflective_wins(landmarks), "faces": len(landmarks),
-        "variants": results, "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-    }))
+        "variants": results,
+    })
 
 
 if __name__ == "__main__":

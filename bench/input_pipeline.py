@@ -1,6 +1,7 @@
 """Input-pipeline throughput vs. a Sphere-20 training step, on LFW (not a timed test).
 
-Prints one JSON line. Needs `$KSF_DATA_DIR/lfw` (images/ and landmarks.txt). Steps:
+Prints one JSON line (`bench/_report.py`: figures, then hardware, versions, backend, threads and
+the load average). Needs `$KSF_DATA_DIR/lfw` (images/ and landmarks.txt). Steps:
     1. align all LFW photos to 112x96 (`align_folder`) and write them as 16 TFRecord shards;
        write the original photos with their landmarks as 16 more shards;
     2. time `tfrecord_dataset` (read, decode, flip, normalise, batch 256) over the crops, and
@@ -16,14 +17,14 @@ else the machine runs, while the wall-clock rate does (the load average is print
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import emit  # bench/_report.py: the header every bench script reports
 
 
 def _time_epochs(dataset, epochs: int) -> dict:
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     data_root = os.environ.get("KSF_DATA_DIR")
     lfw = Path(data_root or "", "lfw")
     if not data_root or not (lfw / "landmarks.txt").is_file():
-        print(json.dumps({"skipped": "set KSF_DATA_DIR to the folder holding lfw/"}))
+        emit({"skipped": "set KSF_DATA_DIR to the folder holding lfw/"})
         return 0
 
     from keras_sphereface.data.align_folder import align_folder
@@ -99,11 +100,7 @@ def main(argv=None) -> int:
             "what": "tf.data pipeline over TFRecords of LFW (read, decode, flip, normalize, batch) "
                     "vs a Sphere-20 + A-Softmax training step",
             "images_per_s": aligned["images_per_s"],
-            "hardware": f"{platform.machine()} CPU x{os.cpu_count()}",
-            "precision": "float32",
             "batch": args.batch_size,
-            "cpu_count": os.cpu_count(),
-            "load_average_1min": round(os.getloadavg()[0], 2),
             "lfw_images": crops["splits"]["train"]["num_examples"],
             "photo_size": originals["settings"]["resize"] or "as stored",
             "align_folder_images_per_s": round(align_report.total / aligned_s),
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
             "ratio_aligned_to_training": round(aligned["images_per_s"] / training["images_per_s"], 1),
             "ratio_on_the_fly_to_training": round(on_the_fly["images_per_s"] / training["images_per_s"], 1),
         }
-        print(json.dumps(result))
+        emit(result)
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -6,19 +6,17 @@ run in the same process, one after another, and are reported as ratios to a plai
 classifier so the figures compare across noisy machines.
 
 Usage: python bench/margin_heads.py [--batch 256] [--classes 10575] [--steps 20]
-Prints one JSON line.
+Prints one JSON line (`bench/_report.py`: figures, then hardware, versions, backend, threads).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import keras
 import numpy as np
+from _report import emit  # bench/_report.py: the header every bench script reports
 
 from keras_sphereface.layers import ArcFace, CosFace, MarginInnerProduct, NormSoftmax, SphereFaceR
 
@@ -70,15 +68,13 @@ def main() -> None:
     rates = {name: _steps_per_second(make(), embeddings, labels, args.steps) * args.batch
              for name, make in heads.items()}
     baseline = rates["dense_softmax"]
-    print(json.dumps({
+    emit({
         "what": f"margin head training step ({args.classes} classes, {args.dim}-d embeddings)",
         "images_per_s": {name: round(rate, 1) for name, rate in rates.items()},
         "ratio_to_dense_softmax": {name: round(rate / baseline, 3) for name, rate in rates.items()},
-        "hardware": f"{platform.machine()} CPU x{os.cpu_count()}",
-        "backend": keras.backend.backend(),
-        "precision": "float32",
         "batch": args.batch,
-    }))
+        "steps": args.steps,
+    })
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class Detection:
     landmarks: np.ndarray
 
     def to_json(self) -> dict:
+        """The detection as JSON-ready values: `box`, `confidence` and `landmarks` in pixels, rounded."""
         return {
             "box": [round(float(v), 2) for v in self.box],
             "confidence": round(float(self.confidence), 4),

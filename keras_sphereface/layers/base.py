@@ -33,12 +33,14 @@ def row_norm(x):
 
 
 def check_positive(name: str, value) -> float:
+    """`value` as a float if it is a real number > 0 (not a bool), else a `ValueError` naming `name`."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
         raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
     return float(value)
 
 
 def check_non_negative(name: str, value) -> float:
+    """`value` as a float if it is a real number >= 0 (not a bool), else a `ValueError` naming `name`."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
         raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
     return float(value)
@@ -66,9 +68,10 @@ class MarginHead(keras.layers.Layer):
 
     Args:
         units: int. Number of classes.
-        kernel_initializer: initializer for the class weights. Caffe's SphereFace used
-            Xavier, which is Keras' `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer for the class weights.
+        kernel_initializer: str or `keras.initializers.Initializer`. Initializer for the class
+            weights. Caffe's SphereFace used Xavier, which is Keras' `"glorot_uniform"`.
+        kernel_regularizer: str, `keras.regularizers.Regularizer` or None. Regularizer for the
+            class weights.
         **kwargs: base `keras.layers.Layer` arguments. A mixed-precision `dtype` is
             replaced by `"float32"`: heads always compute in float32.
     """
@@ -101,6 +104,12 @@ class MarginHead(keras.layers.Layer):
         return tuple(input_shape), None
 
     def build(self, input_shape):
+        """Creates `kernel` `(embedding_dim, units)` from the embeddings' shape.
+
+        Args:
+            input_shape: tuple, or a list of the embeddings' and labels' shapes. The embeddings
+                must be `(batch_size, embedding_dim)` with a known `embedding_dim`.
+        """
         embedding_shape, _ = self._split_shapes(input_shape)
         if len(embedding_shape) != 2 or embedding_shape[-1] is None:
             raise ValueError(
@@ -117,10 +126,12 @@ class MarginHead(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
+        """`(batch_size, units)`, from the embeddings' shape (labels do not change it)."""
         embedding_shape, _ = self._split_shapes(input_shape)
         return (embedding_shape[0], self.units)
 
     def compute_output_spec(self, inputs, training=None):
+        """A `keras.KerasTensor` `(batch_size, units)` in the compute dtype, for symbolic calls."""
         embeddings = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         return keras.KerasTensor((embeddings.shape[0], self.units), dtype=self.compute_dtype)
 
@@ -177,6 +188,12 @@ class MarginHead(keras.layers.Layer):
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None):
+        """Logits `(batch_size, units)`: `margin_logits` when training with labels, else `plain_logits`.
+
+        Args:
+            inputs: `[embeddings, labels]`, `[embeddings]` or `embeddings`; see the class docstring.
+            training: bool or None. The margin applies only when True.
+        """
         embeddings, labels = self._unpack(inputs)
         embeddings = ops.cast(embeddings, self.compute_dtype)
         kernel = ops.cast(self.kernel, self.compute_dtype)
@@ -216,6 +233,8 @@ class NormalizedHead(MarginHead):
     Args:
         units: int. Number of classes.
         s: float > 0. The scale (radius of the hypersphere).
+        **kwargs: see `MarginHead` (`kernel_initializer`, `kernel_regularizer`, base layer
+            arguments).
     """
 
     def __init__(self, units: int, s: float = 64.0, **kwargs):
@@ -237,6 +256,14 @@ class NormalizedHead(MarginHead):
         return self.s * (cos_theta + one_hot_columns(labels, self.units, delta.dtype) * delta)
 
     def target_logit(self, cos_theta):
+        """The target column's value before scaling by `s`, e.g. `cos(theta + m)` for ArcFace.
+
+        Args:
+            cos_theta: float tensor `(batch_size, 1)`. Clamped cosines of the target classes.
+
+        Returns:
+            A tensor of the same shape and dtype.
+        """
         raise NotImplementedError
 
     def get_config(self):

@@ -20,7 +20,7 @@ COSINE_EPSILON = 1e-6
 
 
 def clamp_cosine(cos_theta, epsilon: float = COSINE_EPSILON):
-    """Clamps cosines to `[-1 + epsilon, 1 - epsilon]`."""
+    """Clamps cosines to `[-1 + epsilon, 1 - epsilon]`; same shape and dtype as `cos_theta`."""
     return ops.clip(cos_theta, -1.0 + epsilon, 1.0 - epsilon)
 
 
@@ -126,6 +126,9 @@ def combined_margin_target(cos_theta, m1: float, m2: float, m3: float):
 
     Args:
         cos_theta: float tensor, already clamped to the open interval (-1, 1).
+        m1: float > 0. Multiplicative angular margin.
+        m2: float. Additive angular margin (radians).
+        m3: float. Additive cosine margin.
     """
     theta = ops.arccos(ops.convert_to_tensor(cos_theta))
     return ops.cos(m1 * theta + m2) - m3
@@ -146,6 +149,14 @@ def caffe_lambda(
 
     Args:
         iteration: int, array or tensor. The training iteration (1 for the first step).
+        base: float. Caffe `base`.
+        gamma: float. Caffe `gamma`.
+        power: float. Caffe `power`.
+        lambda_min: float. Caffe `lambda_min`, the floor of lambda.
+
+    Returns:
+        `np.float32` (array) for Python or NumPy input, else a float32 tensor; same shape as
+        `iteration`.
     """
     if isinstance(iteration, (int, float, np.ndarray, np.generic)):
         i = np.asarray(iteration, dtype=np.float32)

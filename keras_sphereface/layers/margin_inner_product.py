@@ -108,6 +108,7 @@ class MarginInnerProduct(MarginHead):
         self.caffe_backward = bool(caffe_backward)
 
     def build(self, input_shape):
+        """Creates `kernel` (see `MarginHead.build`) and the int32 `iteration` counter."""
         super().build(input_shape)
         self.iteration = self.add_weight(
             name="iteration",

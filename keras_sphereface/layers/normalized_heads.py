@@ -18,6 +18,7 @@ from keras_sphereface.layers.margin_functions import (
     general_psi,
 )
 
+# Shared by every head below; `_with_shapes_doc` appends it to the class docstring.
 _SHAPES_DOC = """
     Input shape:
         `[embeddings, labels]`: `(batch_size, embedding_dim)` floats and `(batch_size,)` or
@@ -29,7 +30,19 @@ _SHAPES_DOC = """
 """
 
 
+def _with_shapes_doc(cls):
+    """Class decorator: appends `_SHAPES_DOC` to the class's own docstring.
+
+    A class body that opens with a string literal plus `_SHAPES_DOC` holds an expression, not a
+    docstring, and leaves `__doc__` None; with the decorator the body keeps a real docstring.
+    """
+    if cls.__doc__:  # None under `python -OO`
+        cls.__doc__ = cls.__doc__.rstrip() + "\n" + _SHAPES_DOC
+    return cls
+
+
 @keras.saving.register_keras_serializable(package="keras_sphereface")
+@_with_shapes_doc
 class ArcFace(NormalizedHead):
     """Additive angular margin (Deng et al., 2019): target `s * cos(theta + m)`.
 
@@ -42,7 +55,9 @@ class ArcFace(NormalizedHead):
         s: float > 0. Scale; default 64 (ArcFace paper).
         m: float >= 0. Additive angular margin in radians; default 0.5 (ArcFace paper).
         easy_margin: bool. See above.
-    """ + _SHAPES_DOC
+        **kwargs: see `NormalizedHead` and `MarginHead` (`kernel_initializer`, `kernel_regularizer`,
+            base layer arguments).
+    """
 
     def __init__(self, units: int, s: float = 64.0, m: float = 0.5, easy_margin: bool = False, **kwargs):
         super().__init__(units, s=s, **kwargs)
@@ -59,6 +74,7 @@ class ArcFace(NormalizedHead):
 
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
+@_with_shapes_doc
 class CosFace(NormalizedHead):
     """Large margin cosine loss (Wang et al., 2018): target `s * (cos(theta) - m)`.
 
@@ -66,7 +82,9 @@ class CosFace(NormalizedHead):
         units: int. Number of classes.
         s: float > 0. Scale; default 64 (CosFace paper).
         m: float >= 0. Additive cosine margin; default 0.35 (CosFace paper).
-    """ + _SHAPES_DOC
+        **kwargs: see `NormalizedHead` and `MarginHead` (`kernel_initializer`, `kernel_regularizer`,
+            base layer arguments).
+    """
 
     def __init__(self, units: int, s: float = 64.0, m: float = 0.35, **kwargs):
         super().__init__(units, s=s, **kwargs)
@@ -80,6 +98,7 @@ class CosFace(NormalizedHead):
 
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
+@_with_shapes_doc
 class CombinedMargin(NormalizedHead):
     """The combined margin of insightface: target `s * (cos(m1 * theta + m2) - m3)`.
 
@@ -93,7 +112,9 @@ class CombinedMargin(NormalizedHead):
         m1: float > 0. Multiplicative angular margin; default 1.
         m2: float >= 0. Additive angular margin (radians); default 0.3.
         m3: float >= 0. Additive cosine margin; default 0.2.
-    """ + _SHAPES_DOC
+        **kwargs: see `NormalizedHead` and `MarginHead` (`kernel_initializer`, `kernel_regularizer`,
+            base layer arguments).
+    """
 
     def __init__(
         self, units: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2, **kwargs
@@ -111,13 +132,16 @@ class CombinedMargin(NormalizedHead):
 
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
+@_with_shapes_doc
 class NormSoftmax(NormalizedHead):
     """Normalized softmax (NormFace, Wang et al., 2017): every logit is `s * cos(theta_j)`, no margin.
 
     Args:
         units: int. Number of classes.
         s: float > 0. Scale; default 30.
-    """ + _SHAPES_DOC
+        **kwargs: see `NormalizedHead` and `MarginHead` (`kernel_initializer`, `kernel_regularizer`,
+            base layer arguments).
+    """
 
     def __init__(self, units: int, s: float = 30.0, **kwargs):
         super().__init__(units, s=s, **kwargs)
@@ -127,6 +151,7 @@ class NormSoftmax(NormalizedHead):
 
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
+@_with_shapes_doc
 class SphereFaceR(NormalizedHead):
     """SphereFace-R style head (Liu et al., 2022): normalized features and weights, scale s, and the
     multiplicative margin `psi(theta) = (-1)^k cos(m theta) - 2k`, `k = floor(m theta / pi)`.
@@ -139,7 +164,9 @@ class SphereFaceR(NormalizedHead):
         units: int. Number of classes.
         s: float > 0. Scale; default 30 (SphereFace-R).
         m: float >= 1. Multiplicative angular margin; default 1.5 (SphereFace-R).
-    """ + _SHAPES_DOC
+        **kwargs: see `NormalizedHead` and `MarginHead` (`kernel_initializer`, `kernel_regularizer`,
+            base layer arguments).
+    """
 
     def __init__(self, units: int, s: float = 30.0, m: float = 1.5, **kwargs):
         super().__init__(units, s=s, **kwargs)

@@ -61,6 +61,7 @@ class FrozenBiasConv2D(keras.layers.Conv2D):
     """
 
     def build(self, input_shape):
+        """Creates kernel and bias as `Conv2D` does, then freezes the bias."""
         super().build(input_shape)
         if self.use_bias:
             self.bias.trainable = False
