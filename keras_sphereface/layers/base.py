@@ -27,6 +27,24 @@ def l2_normalize(x, axis: int):
     return x * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
 
 
+def cosine_matmul(x, kernel):
+    """`x @ (kernel / |kernel|_columns)`, without materializing the normalized kernel.
+
+    The column norms scale the `(batch_size, units)` product instead of the `(dim, units)` kernel:
+    the same values, one pass over the kernel fewer forward and backward (about 10% of a head's
+    training step at 10,575 classes; `docs/performance.md`).
+
+    Args:
+        x: tensor `(batch_size, dim)`.
+        kernel: tensor `(dim, units)`.
+
+    Returns:
+        Tensor `(batch_size, units)`: `x . w_j / |w_j|`.
+    """
+    squared = ops.sum(ops.square(kernel), axis=0, keepdims=True)
+    return ops.matmul(x, kernel) * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
+
+
 def row_norm(x):
     """`|x|` per row of a `(batch_size, dim)` tensor, shape `(batch_size, 1)`; safe at zero."""
     return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), NORM_EPSILON))
@@ -243,7 +261,7 @@ class NormalizedHead(MarginHead):
 
     def cosines(self, embeddings, kernel):
         """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
-        return clamp_cosine(ops.matmul(l2_normalize(embeddings, -1), l2_normalize(kernel, 0)))
+        return clamp_cosine(cosine_matmul(l2_normalize(embeddings, -1), kernel))
 
     def plain_logits(self, embeddings, kernel):
         return self.s * self.cosines(embeddings, kernel)

@@ -12,6 +12,7 @@ from keras_sphereface.layers.base import (
     MarginHead,
     check_non_negative,
     check_positive,
+    cosine_matmul,
     l2_normalize,
     one_hot_columns,
     row_norm,
@@ -130,7 +131,7 @@ class MarginInnerProduct(MarginHead):
         return caffe_lambda(iteration, self.base, self.gamma, self.power, self.lambda_min)
 
     def plain_logits(self, embeddings, kernel):
-        return ops.matmul(embeddings, l2_normalize(kernel, 0))
+        return cosine_matmul(embeddings, kernel)
 
     def margin_logits(self, embeddings, kernel, labels):
         new_iteration = self.iteration + 1
@@ -171,7 +172,7 @@ def _a_softmax_logits(embeddings, kernel, labels, lam, m):
     `labels` are int32 `(batch_size, 1)`; psi is evaluated on the target column only.
     """
     embeddings, labels = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(labels)
-    inner = ops.matmul(embeddings, l2_normalize(kernel, 0))  # x . w_j, (batch, units)
+    inner = cosine_matmul(embeddings, kernel)  # x . w_j / |w_j|, (batch, units)
     norm = row_norm(embeddings)  # |x|, (batch, 1)
     target_inner = ops.take_along_axis(inner, labels, axis=1)  # x . w_y, (batch, 1)
     cos_theta = clamp_cosine(target_inner / norm)
