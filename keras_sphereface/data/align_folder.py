@@ -24,15 +24,56 @@ REPORT_NAME = "align_report.json"
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
-    """Relative POSIX paths of the JPEG/PNG files under `root`, sorted; hidden names skipped."""
+    """Relative POSIX paths of the JPEG/PNG files under `root`, sorted; hidden names skipped.
+
+    Symbolic links are followed, to folders as to files (a subset of a dataset is often a folder
+    of links to identity folders). Each real folder is entered once: a link back to a folder
+    already visited (a link loop such as `a/b/up -> ..`, or a second link to the same folder) is
+    not entered again, so the walk always ends.
+
+    Args:
+        root: str or path-like. The folder to search.
+
+    Returns:
+        list of str: paths relative to `root` through the names as found (links not resolved),
+        e.g. `"Aaron_Eckhart/Aaron_Eckhart_0001.jpg"`.
+    """
     root = Path(root)
     found = []
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+    visited = {os.path.realpath(root)}
+    for directory, subdirectories, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(subdirectories):
+            if name.startswith("."):
+                continue
+            real = os.path.realpath(os.path.join(directory, name))
+            if real not in visited:
+                visited.add(real)
+                kept.append(name)
+        subdirectories[:] = kept
         for name in files:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
                 found.append((Path(directory) / name).relative_to(root).as_posix())
     return sorted(found)
+
+
+def no_image_error(src: str | os.PathLike) -> ValueError:
+    """The error for a source folder without any image: says where and how it looked.
+
+    Args:
+        src: str or path-like. The folder searched.
+
+    Returns:
+        ValueError (to raise) naming the folder, its absolute path and what was searched for.
+    """
+    src = Path(src)
+    shown = f"{src} ({src.resolve()})" if not src.is_absolute() else str(src)
+    suffixes = ", ".join(sorted({s.lstrip(".") for s in IMAGE_EXTENSIONS}))
+    return ValueError(
+        f"No image found under {shown}: searched every folder below it, following symbolic links, "
+        f"for files ending in {suffixes} (any case), skipping hidden names (starting with '.'). "
+        f"Received: src={os.fspath(src)!r}"
+    )
 
 
 @dataclasses.dataclass
@@ -63,6 +104,12 @@ class AlignReport:
         return not self.failures
 
     def to_json(self) -> dict:
+        """The report as written to `align_report.json`: counts, failures by reason, settings.
+
+        Returns:
+            dict with `settings`, `total`, `aligned`, `skipped_existing`, `failed`, `failure_counts`,
+            `failures` (sorted by path) and `multiple_faces`.
+        """
         counts: dict[str, int] = {}
         for failure in self.failures:
             counts[failure["reason"]] = counts.get(failure["reason"], 0) + 1
@@ -137,8 +184,9 @@ def align_folder(
         `AlignReport`.
 
     Raises:
-        ValueError: neither or both of `landmarks` / `detect`, bad template/size/workers, or a
-            landmark file that matches none of the images (paths not relative to `src`).
+        ValueError: neither or both of `landmarks` / `detect`, bad template/size/workers, no image
+            under `src`, or a landmark file that matches none of the images (paths not relative to
+            `src`).
         FileNotFoundError: `src` or the landmark file is missing.
     """
     src, dst = Path(src), Path(dst)
@@ -156,6 +204,8 @@ def align_folder(
     report_path = Path(report_path) if report_path is not None else dst / REPORT_NAME
 
     names = list_images(src)
+    if not names:
+        raise no_image_error(src)
     points = read_landmarks(landmarks) if isinstance(landmarks, (str, os.PathLike)) else landmarks
     if points is not None and names and not any(name in points for name in names):
         raise ValueError(

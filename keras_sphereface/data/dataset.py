@@ -3,18 +3,21 @@
 Order of work (each stage parallel where it can be):
     files (shuffled per epoch) -> shard per input pipeline -> parallel interleave of shards,
     each shard read, parsed and decoded (optionally aligned on the fly from stored landmarks)
-    -> record check (a bad record stops the pipeline with an error naming its file and index)
+    -> record check (a bad record, or a label outside `[0, num_classes)`, stops the pipeline with
+    an error naming its file and index)
     -> optional cache -> shuffle buffer -> batch -> augmentation and normalisation per batch
     -> prefetch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import tensorflow as tf
 
 from keras_sphereface.data.align import get_template
+from keras_sphereface.data.records import LABELS_NAME, MANIFEST_NAME
 from keras_sphereface.data.schema import make_example, parse_spec
 from keras_sphereface.models.preprocessing import PIXEL_MEAN, PIXEL_SCALE
 
@@ -26,8 +29,9 @@ _STATUS_MESSAGES = (
     "records with --resize or pass image_size / align=True",
     "no landmarks stored in this record, so it cannot be aligned on the fly",
     "corrupt or undecodable record (TFRecord framing/CRC, Example proto or image bytes)",
+    "label out of range (the records were written for another label set, or are corrupt)",
 )
-_OK, _SHAPE_MISMATCH, _NO_LANDMARKS, _CORRUPT = range(4)
+_OK, _SHAPE_MISMATCH, _NO_LANDMARKS, _CORRUPT, _BAD_LABEL = range(5)
 
 
 def _decode(data: tf.Tensor) -> tf.Tensor:
@@ -104,17 +108,26 @@ def _end_marker(height: int, width: int, template_points) -> bytes:
     return make_example(black, -1, "", "<end of file>", height, width, landmarks=template_points.numpy())
 
 
-def _per_file(filename, file_seed, decode_fn, parallel, check_records, end_marker=b""):
+def _label_range_text(num_classes: int) -> str:
+    """How the error messages state the labels expected (`num_classes` -1: unknown)."""
+    if num_classes < 0:
+        return "expected a label >= 0 (num_classes unknown: no labels.json beside the shards)"
+    return f"expected 0 <= label < num_classes = {num_classes}"
+
+
+def _per_file(filename, file_seed, decode_fn, parallel, check_records, end_marker=b"", num_classes=-1):
     """One shard's examples `(image, label, False)`, decoded; with `check_records`, bad records raise.
 
     `decode_fn(record, is_end, seed)` gets a per-record stateless seed `(file_seed, index)`;
-    `file_seed` is drawn anew for every file in every epoch.
+    `file_seed` is drawn anew for every file in every epoch. `num_classes` (-1: unknown) is only
+    used in messages; without `check_records`, labels are still checked (cheaply, per record).
     """
     records = tf.data.TFRecordDataset(filename)
     parallelism = {} if parallel is None else {"num_parallel_calls": parallel, "deterministic": True}
     if not check_records:
         return records.enumerate().map(
-            lambda index, record: _without_status(*decode_fn(record, False, tf.stack([file_seed, index]))),
+            lambda index, record: _label_checked(filename, index, num_classes,
+                                                 *decode_fn(record, False, tf.stack([file_seed, index]))),
             **parallelism,
         )
     # An end marker after the last record lets `_check` see a bad last record.
@@ -127,15 +140,24 @@ def _per_file(filename, file_seed, decode_fn, parallel, check_records, end_marke
     )
     # A record that fails to read or decode is dropped here and found by `_check` as a gap in
     # the indices, so the error can name the file and record (TensorFlow's own errors do not).
-    checked = decoded.ignore_errors().scan(tf.constant(0, tf.int64), _check)
+    checked = decoded.ignore_errors().scan(tf.constant(0, tf.int64),
+                                           lambda expected, element: _check(expected, element, num_classes))
     return checked.filter(lambda image, label, end: tf.logical_not(end))
 
 
-def _without_status(image, label, status, shape, is_end):
-    return image, label, is_end
+def _label_checked(filename, index, num_classes, image, label, status, shape, is_end):
+    """Without the full record check: still refuse a label out of range, naming file and record."""
+    check = tf.debugging.Assert(
+        tf.not_equal(status, _BAD_LABEL),
+        ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", index,
+         _STATUS_MESSAGES[_BAD_LABEL], "label", label, _label_range_text(num_classes)],
+        summarize=8,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image), label, is_end
 
 
-def _check(expected, element):
+def _check(expected, element, num_classes=-1):
     """Scan step: raises, naming file and record, at a gap in the indices or a bad status."""
     filename, index, image, label, status, shape, is_end = element
     gap = tf.not_equal(index, expected)
@@ -143,7 +165,8 @@ def _check(expected, element):
     check = tf.debugging.Assert(
         tf.equal(problem, _OK),
         ["keras_sphereface: bad TFRecord file", filename, "record (0-based)", tf.minimum(index, expected),
-         tf.gather(tf.constant(_STATUS_MESSAGES), problem), "decoded image shape", shape],
+         tf.gather(tf.constant(_STATUS_MESSAGES), problem), "decoded image shape", shape,
+         "label", label, _label_range_text(num_classes)],
         summarize=8,
     )
     with tf.control_dependencies([check]):
@@ -170,6 +193,7 @@ def tfrecord_dataset(
     num_parallel_calls: int = AUTOTUNE,
     cycle_length: int | None = None,
     check_records: bool = True,
+    num_classes: int | None = None,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(images, labels)` batches from TFRecords of `write_tfrecords`.
 
@@ -202,26 +226,44 @@ def tfrecord_dataset(
         cycle_length: int or None. Shards read at once; default twice the CPU count, at most 16
             (on 2 cores, 4 shards beat 16 by about 7%).
         check_records: bool. Detect bad records and name them (default). False skips the
-            check, which is a little faster, and leaves TensorFlow's own error messages.
+            check, which is a little faster, and leaves TensorFlow's own error messages (labels
+            are still checked).
+        num_classes: int or None. Labels must lie in `[0, num_classes)`: a record outside stops
+            the pipeline with an error naming its file, record, label and the range (on a GPU an
+            out-of-range label would otherwise train silently wrong: its gather returns zeros).
+            Pass the classifier head's `units`. None: read from the `labels.json` (or
+            `manifest.json`) beside the shards (`read_num_classes`); negative labels are refused
+            in any case.
 
     Returns:
         `tf.data.Dataset` of `(images, labels)`: `float32` `(batch, height, width, 3)` RGB and
         `int32` `(batch,)`.
 
     Raises:
-        ValueError: no file matches, fewer files than input pipelines, or bad arguments.
+        ValueError: no file matches, every file is empty, a shard whose size differs from the
+            `manifest.json` beside it, fewer examples than one batch (per the manifest) when the
+            last partial batch is dropped, fewer files than input pipelines, or bad arguments.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-    if not files:
-        raise ValueError(f"No TFRecord file matches the pattern. Received: pattern={pattern!r}")
+    files = _match_files(pattern)
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size}")
+    if num_classes is None:
+        num_classes = read_num_classes(files)
+    elif int(num_classes) < 1:
+        raise ValueError(f"num_classes must be a positive integer. Received: num_classes={num_classes}")
+    label_limit = -1 if num_classes is None else int(num_classes)
+    counted = _check_shard_files(files)
     height, width = (int(v) for v in image_size)
     if normalization is not None and float(normalization[1]) == 0.0:
         raise ValueError(f"normalization scale must not be 0. Received: normalization={normalization}")
     if drop_remainder is None:
         drop_remainder = training
+    if drop_remainder and counted is not None and counted < batch_size:
+        raise ValueError(
+            f"The {len(files)} TFRecord file(s) hold {counted} examples (per their manifest.json), fewer than "
+            f"one batch of {batch_size}, and the last partial batch is dropped: nothing would come out. "
+            f"Use a smaller batch_size or drop_remainder=False. Received: pattern={pattern!r}"
+        )
     if input_context is not None:
         if len(files) < input_context.num_input_pipelines:
             raise ValueError(
@@ -243,7 +285,8 @@ def tfrecord_dataset(
             example = tf.io.parse_single_example(record, spec)
             image = _decode(example["image"])
             shape = tf.shape(image)
-            label = tf.cast(example["label"], tf.int32)
+            label64 = example["label"]
+            label = tf.cast(label64, tf.int32)
             if align:
                 points = tf.reshape(example["landmarks"], (5, 2))
                 has_points = tf.reduce_all(tf.math.is_finite(points))
@@ -254,6 +297,9 @@ def tfrecord_dataset(
                 fits = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
                 out = tf.cond(fits, lambda: image, lambda: tf.zeros((height, width, 3), tf.uint8))
                 status = tf.where(fits, _OK, _SHAPE_MISMATCH)
+            label_ok = label64 >= 0 if label_limit < 0 else tf.logical_and(label64 >= 0, label64 < label_limit)
+            bad_label = tf.logical_and(tf.logical_not(is_end), tf.logical_not(label_ok))
+            status = tf.where(tf.logical_and(tf.equal(status, _OK), bad_label), _BAD_LABEL, status)
             out = tf.ensure_shape(out, (height, width, 3))
             if fuse_augmentation:
                 out = _augment(out, record_seed, **augment_options)
@@ -274,7 +320,8 @@ def tfrecord_dataset(
     # shard is only worth its threads when there are few shards.
     per_file_parallel = num_parallel_calls if len(files) < 4 else None
     examples = files_ds.interleave(
-        lambda f, file_seed: _per_file(f, file_seed, decode, per_file_parallel, check_records, marker),
+        lambda f, file_seed: _per_file(f, file_seed, decode, per_file_parallel, check_records, marker,
+                                       label_limit),
         cycle_length=min(len(files), cycle_length or min(16, 2 * (os.cpu_count() or 1))),
         block_length=1,
         num_parallel_calls=num_parallel_calls,
@@ -298,6 +345,99 @@ def tfrecord_dataset(
     batches = batches.map(lambda images, labels, _: ((tf.cast(images, tf.float32) - mean) / scale, labels),
                           num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     return batches.prefetch(AUTOTUNE)
+
+
+def _match_files(pattern: str | list[str]) -> list[str]:
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise ValueError(f"No TFRecord file matches the pattern. Received: pattern={pattern!r}")
+    return files
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            value = json.load(handle)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ValueError(f"Cannot read {path} ({type(error).__name__}: {error}); it was written by "
+                         f"`ksf make-tfrecords`: write the records again or remove it.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is not a JSON object as `ksf make-tfrecords` writes. Received: "
+                         f"{type(value).__name__}")
+    return value
+
+
+def read_num_classes(pattern: str | list[str]) -> int | None:
+    """The number of classes of TFRecords written by `write_tfrecords`, from the files beside them.
+
+    Looks in each folder holding a matching shard for `labels.json` (else `manifest.json`) and
+    reads its `num_classes` (all splits together: validation labels follow the training ones).
+
+    Args:
+        pattern: str or list of str. Glob pattern(s) of shards, or the shard paths.
+
+    Returns:
+        int, or None when no folder has either file.
+
+    Raises:
+        ValueError: no file matches, an unreadable labels/manifest file, or folders that disagree
+            (labels from different runs: pass `num_classes` explicitly, or rewrite the records).
+    """
+    found: dict[str, int] = {}
+    for folder in sorted({os.path.dirname(f) for f in _match_files(pattern)}):
+        for name in (LABELS_NAME, MANIFEST_NAME):
+            path = os.path.join(folder, name)
+            if tf.io.gfile.exists(path):
+                value = _read_json(path).get("num_classes")
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ValueError(f"{path} has no valid num_classes. Received: num_classes={value!r}")
+                found[path] = value
+                break
+    if len(set(found.values())) > 1:
+        raise ValueError(f"The shards' folders disagree on the number of classes; their labels come from "
+                         f"different runs. Pass num_classes explicitly or write the records together. "
+                         f"Received: {found}")
+    return next(iter(found.values()), None)
+
+
+def _check_shard_files(files: list[str]) -> int | None:
+    """Checks sizes against the `manifest.json` beside each shard; returns the examples it counts.
+
+    Returns the total `num_examples` of the files when the manifests list every one of them,
+    else None. Raises ValueError for a shard whose size differs from its manifest's (truncated,
+    or replaced without rewriting the manifest) and when every file is empty.
+    """
+    manifests: dict[str, dict] = {}
+    sizes, total, counted_all = [], 0, True
+    for path in files:
+        size = tf.io.gfile.stat(path).length
+        sizes.append(size)
+        folder = os.path.dirname(path)
+        if folder not in manifests:
+            manifest_path = os.path.join(folder, MANIFEST_NAME)
+            manifest = _read_json(manifest_path) if tf.io.gfile.exists(manifest_path) else {}
+            manifests[folder] = {
+                shard.get("file"): shard
+                for split in (manifest.get("splits") or {}).values() if isinstance(split, dict)
+                for shard in split.get("shards", []) if isinstance(shard, dict)
+            }
+        entry = manifests[folder].get(os.path.basename(path))
+        if entry is None:
+            counted_all = False
+            continue
+        if entry.get("bytes") is not None and entry["bytes"] != size:
+            raise ValueError(
+                f"TFRecord file {path} has {size} bytes, the manifest.json beside it says {entry['bytes']} "
+                f"({entry.get('num_examples')} examples): it was truncated or replaced. Write the records "
+                f"again (`ksf make-tfrecords`), or delete manifest.json if you changed the shards on "
+                f"purpose. Received: size={size}"
+            )
+        total += int(entry.get("num_examples") or 0)
+    if not any(sizes):
+        raise ValueError(f"All {len(files)} TFRecord file(s) are empty (0 bytes), so there is no example to "
+                         f"read. Received: files={files[:3]}{'...' if len(files) > 3 else ''}")
+    return total if counted_all else None
 
 
 def _random_seeds(seed: int | None) -> tf.data.Dataset:

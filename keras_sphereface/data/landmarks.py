@@ -77,24 +77,43 @@ def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: a malformed line (file and line number named) or a path listed twice.
+        ValueError: a malformed line (file and line number named), bytes that are not UTF-8
+            text (line named) or a path listed twice.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Landmark file not found: {path}")
     result: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            name, points = parse_landmark_line(line, source=str(path), line_number=number)
-            if name in result:
-                raise ValueError(
-                    f"{path}, line {number}: image {name!r} already has landmarks on line "
-                    f"{first_line[name]}. Received: line={stripped!r}"
-                )
-            result[name] = points
-            first_line[name] = number
+    for number, line in _text_lines(path.read_bytes(), str(path)):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, points = parse_landmark_line(line, source=str(path), line_number=number)
+        if name in result:
+            raise ValueError(
+                f"{path}, line {number}: image {name!r} already has landmarks on line "
+                f"{first_line[name]}. Received: line={stripped!r}"
+            )
+        result[name] = points
+        first_line[name] = number
     return result
+
+
+def _text_lines(data: bytes, source: str):
+    """`(line number, text)` of UTF-8 bytes; lines end at a line feed (a carriage return before it
+    is dropped), as editors and `wc -l` count them.
+
+    A UTF-8 byte order mark at the start is skipped. Raises ValueError naming `source` and the
+    line for bytes that are not UTF-8.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            yield number, raw.rstrip(b"\r").decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{source}, line {number}: expected UTF-8 text, found byte 0x{raw[error.start]:02x} at "
+                f"column {error.start + 1}. Received: line={raw[:80]!r}"
+            ) from None

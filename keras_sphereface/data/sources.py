@@ -35,10 +35,22 @@ class SourceImage:
 def images_from_folder(root: str | os.PathLike) -> list[SourceImage]:
     """Images of a folder-per-identity tree: `root/<identity>/**/<image>.{jpg,jpeg,png}`.
 
+    Symbolic links are followed as `align_folder.list_images` follows them: an identity folder may
+    be a link (a subset assembled from links), and links inside it are walked with a guard
+    against loops.
+
+    Args:
+        root: str or path-like. The tree's root folder.
+
+    Returns:
+        list of `SourceImage`, identity folders in sorted order, images sorted within each.
+
     Raises:
         FileNotFoundError: `root` is not a folder.
-        ValueError: an identity folder holds no image, an image lies directly in `root`, or
-            there are no identity folders at all.
+        ValueError: an identity folder holds no image, an image lies directly in `root`, two
+            identity folders are the same folder (links), an identity folder is a link to `root`
+            or a folder above it, or there are no identity folders at all (the message says
+            where it looked).
     """
     root = Path(root)
     if not root.is_dir():
@@ -50,8 +62,23 @@ def images_from_folder(root: str | os.PathLike) -> list[SourceImage]:
             f"Received: {loose[:3]}"
         )
     found = []
+    real_root = Path(os.path.realpath(root))
+    seen: dict[str, str] = {}
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in folders:
+        real = Path(os.path.realpath(folder))
+        if real == real_root or real in real_root.parents:
+            raise ValueError(
+                f"Identity folder {folder} is a link to {real}, the source folder itself or a folder "
+                f"above it (a link loop); remove the link. Received: identity={folder.name!r}"
+            )
+        if str(real) in seen:
+            raise ValueError(
+                f"Identity folders {seen[str(real)]!r} and {folder.name!r} of {root} are the same folder "
+                f"({real}, through symbolic links): its images would get two labels. Remove one link. "
+                f"Received: identity={folder.name!r}"
+            )
+        seen[str(real)] = folder.name
         names = list_images(folder)
         if not names:
             raise ValueError(
@@ -60,7 +87,12 @@ def images_from_folder(root: str | os.PathLike) -> list[SourceImage]:
             )
         found.extend(SourceImage(folder / n, f"{folder.name}/{n}", folder.name) for n in names)
     if not found:
-        raise ValueError(f"{root} has no identity folders with images. Received: src={str(root)!r}")
+        where = f"{root} ({root.resolve()})" if not root.is_absolute() else str(root)
+        raise ValueError(
+            f"No identity folder with images under {where}: expected <src>/<identity>/<image> with "
+            f"JPEG or PNG images (symbolic links followed, hidden names skipped). "
+            f"Received: src={str(root)!r}"
+        )
     return found
 
 

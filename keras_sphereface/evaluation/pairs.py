@@ -97,8 +97,13 @@ def _is_int(token: str) -> bool:
 
 
 def _data_lines(text: str) -> list[tuple[int, list[str]]]:
+    """`(line number, fields)` of the lines that are not blank or comments.
+
+    Lines end at a line feed (a carriage return before it is dropped), as editors count them;
+    `str.splitlines` would also cut at form feeds and other separators and shift the numbers.
+    """
     rows = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
         if stripped and not stripped.startswith("#"):
             rows.append((number, stripped.split()))
@@ -138,6 +143,14 @@ def stratified_folds(same: np.ndarray, num_folds: int = 10) -> np.ndarray:
     return folds
 
 
+def _stratified(same: np.ndarray, num_folds: int, source: str) -> np.ndarray:
+    """`stratified_folds`, with the pair list named in its error."""
+    try:
+        return stratified_folds(same, num_folds)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
 def _parse_lfw(rows, source: str, num_folds: int) -> PairList:
     header: list[int] = []
     if rows and all(_is_int(t) for t in rows[0][1]):
@@ -147,9 +160,14 @@ def _parse_lfw(rows, source: str, num_folds: int) -> PairList:
                 source, line, "an LFW header is `folds pairs_per_class` or `pairs_per_class`", tokens
             )
         header = [int(t) for t in tokens]
+        if min(header) < 1:
+            raise _error(source, line, "the numbers of an LFW header must be positive", tokens)
         rows = rows[1:]
     left, right, same, lines = [], [], [], []
     for line, tokens in rows:
+        positions = (1, 2) if len(tokens) == 3 else (1, 3) if len(tokens) == 4 else ()
+        if any(_is_int(tokens[i]) and int(tokens[i]) < 1 for i in positions):
+            raise _error(source, line, "LFW image numbers start at 1", tokens)
         if len(tokens) == 3 and _is_int(tokens[1]) and _is_int(tokens[2]):
             left.append(lfw_image_path(tokens[0], int(tokens[1])))
             right.append(lfw_image_path(tokens[0], int(tokens[2])))
@@ -189,7 +207,7 @@ def _parse_lfw(rows, source: str, num_folds: int) -> PairList:
                 f"{source}: the header promises 2 x {header[0]} pairs, the file has {len(same)}. "
                 f"Received: header={header}"
             )
-        folds = stratified_folds(same_arr, num_folds)
+        folds = _stratified(same_arr, num_folds, source)
         has_folds = False
     return PairList(
         tuple(left),
@@ -215,6 +233,8 @@ def _parse_generic(rows, source: str, num_folds: int) -> PairList:
         if len(tokens) == 4:
             if not _is_int(tokens[3]):
                 raise _error(source, line, f"the fold {tokens[3]!r} is not an integer", tokens)
+            if abs(int(tokens[3])) >= 2**31:
+                raise _error(source, line, f"the fold {tokens[3]!r} is out of range (|fold| < 2**31)", tokens)
             folds.append(int(tokens[3]))
         left.append(tokens[0])
         right.append(tokens[1])
@@ -232,7 +252,7 @@ def _parse_generic(rows, source: str, num_folds: int) -> PairList:
         _, fold_index = np.unique(np.asarray(folds), return_inverse=True)
         fold_arr = fold_index.astype(np.int64)
     else:
-        fold_arr = stratified_folds(same_arr, num_folds)
+        fold_arr = _stratified(same_arr, num_folds, source)
     return PairList(
         tuple(left),
         tuple(right),
@@ -296,8 +316,23 @@ def read_pairs(path: str | os.PathLike, fmt: str = "auto", num_folds: int = 10) 
 
     Returns:
         A `PairList` whose `source` is the file name.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: bytes that are not UTF-8, or a malformed list (see `parse_pairs`); the message
+            names the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Pair list not found. Received: path={str(path)!r}")
-    return parse_pairs(path.read_text(encoding="utf-8"), source=path.name, fmt=fmt, num_folds=num_folds)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        raise ValueError(
+            f"{path.name}, line {line}: expected UTF-8 text, found byte 0x{data[start]:02x}. "
+            f"Received: path={str(path)!r}"
+        ) from None
+    return parse_pairs(text, source=path.name, fmt=fmt, num_folds=num_folds)

@@ -26,5 +26,6 @@ def parse_size(size: str | Sequence[int], what: str = "size") -> tuple[int, int]
     except (TypeError, ValueError):
         height = width = 0
     if height <= 0 or width <= 0:
-        raise ValueError(f"{what} must look like HxW (height x width), e.g. 112x96. Received: {what}={size!r}")
+        raise ValueError(f"{what} must look like HxW (height x width): expected HxW such as 112x96. "
+                         f"Received: {what}={size!r}")
     return height, width

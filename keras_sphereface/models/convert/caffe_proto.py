@@ -16,6 +16,7 @@ Every other field is skipped by its wire type, as protobuf readers do.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterator, Sequence
 
@@ -36,14 +37,26 @@ class CaffeLayer:
 
 
 class ProtobufError(ValueError):
-    """Raised for bytes that are not a valid protobuf message of the expected kind."""
+    """Raised for bytes that are not a valid protobuf message of the expected kind.
 
+    The only error the readers of this module raise for bad bytes (truncated, corrupt or hostile
+    files); messages name the byte offset (from the start of the outermost buffer) where decoding
+    failed, and `read_caffemodel` adds the file.
+    """
+
+
+#: Most dimensions a blob may have (numpy's limit is 64; Caffe's blobs have at most 4 in practice).
+MAX_BLOB_DIMS = 32
 
 # --- decoding ---------------------------------------------------------------------------------------
 
 
 def read_varint(buffer, position: int) -> tuple[int, int]:
-    """Decodes a base-128 varint at `position`; returns `(value, next position)`."""
+    """Decodes a base-128 varint at `position`; returns `(value, next position)`.
+
+    Raises:
+        ProtobufError: the buffer ends inside the varint, or it is longer than 10 bytes.
+    """
     result = shift = 0
     while True:
         if position >= len(buffer):
@@ -58,112 +71,190 @@ def read_varint(buffer, position: int) -> tuple[int, int]:
             raise ProtobufError(f"Varint longer than 10 bytes. Received: position={position}")
 
 
+def _fields(buffer, base: int = 0) -> Iterator[tuple[int, int, object, int]]:
+    """`iter_fields` that also yields each value's byte offset, `base` + its position in `buffer`.
+
+    A length field can never be longer than what is left of the buffer, so a hostile length
+    (say 2**60) is refused before anything is allocated; values are views, never copies.
+    """
+    view = memoryview(buffer)
+    position = 0
+    while position < len(view):
+        start = position
+        try:
+            key, position = read_varint(view, position)
+            field, wire = key >> 3, key & 7
+            if field == 0:
+                raise ProtobufError("Field number 0 is invalid. Received: field=0")
+            value_start = position
+            if wire == VARINT:
+                value, position = read_varint(view, position)
+            elif wire == LENGTH:
+                size, position = read_varint(view, position)
+                if position + size > len(view):
+                    raise ProtobufError(f"Field {field} runs past the end of the message: {size} bytes "
+                                        f"announced, {len(view) - position} left. Received: size={size}")
+                value_start = position
+                value, position = view[position:position + size], position + size
+            elif wire in (FIXED32, FIXED64):
+                width = 4 if wire == FIXED32 else 8
+                if position + width > len(view):
+                    raise ProtobufError(f"Fixed-size field {field} is cut off: {width} bytes needed, "
+                                        f"{len(view) - position} left. Received: wire_type={wire}")
+                value, position = view[position:position + width], position + width
+            else:
+                raise ProtobufError(f"Unsupported wire type (groups are not used by caffe.proto). Received: "
+                                    f"wire_type={wire} for field {field}")
+        except ProtobufError as error:
+            raise ProtobufError(f"at byte offset {base + start}: {error}") from None
+        yield field, wire, value, base + value_start
+
+
 def iter_fields(buffer) -> Iterator[tuple[int, int, object]]:
     """Yields `(field number, wire type, value)` of a message.
 
     The value is an int for varints, a `memoryview` for length-delimited fields and the raw bytes
     (a `memoryview` of 4 or 8 bytes) for fixed-size fields.
+
+    Raises:
+        ProtobufError: malformed bytes (the message names the byte offset).
     """
-    view = memoryview(buffer)
-    position = 0
-    while position < len(view):
-        key, position = read_varint(view, position)
-        field, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, position = read_varint(view, position)
-        elif wire == LENGTH:
-            size, position = read_varint(view, position)
-            if position + size > len(view):
-                raise ProtobufError(f"Field {field} runs past the end of the message. Received: size={size}")
-            value, position = view[position:position + size], position + size
-        elif wire in (FIXED32, FIXED64):
-            width = 4 if wire == FIXED32 else 8
-            value, position = view[position:position + width], position + width
-        else:
-            raise ProtobufError(f"Unsupported wire type (groups are not used by caffe.proto). Received: "
-                                f"wire_type={wire} for field {field}")
-        if field == 0:
-            raise ProtobufError("Field number 0 is invalid. Received: field=0")
+    for field, wire, value, _ in _fields(buffer):
         yield field, wire, value
 
 
-def _repeated_numbers(chunks: list[tuple[int, object]], dtype: str) -> np.ndarray:
+def _expect(wire: int, allowed: tuple[int, ...], what: str, offset: int) -> None:
+    if wire not in allowed:
+        names = {VARINT: "varint", FIXED64: "fixed64", LENGTH: "length-delimited", FIXED32: "fixed32"}
+        raise ProtobufError(f"at byte offset {offset}: {what} must be "
+                            f"{' or '.join(names[w] for w in allowed)}. Received: wire_type={wire}")
+
+
+def _text(value, what: str, offset: int) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProtobufError(f"at byte offset {offset + error.start}: {what} is not UTF-8 text. "
+                            f"Received: {bytes(value)[:32]!r}") from None
+
+
+def _repeated_numbers(chunks: list[tuple[int, object, int]], dtype: str, fixed: int, what: str) -> np.ndarray:
     """Joins the packed (LENGTH) and unpacked (FIXED) occurrences of a repeated float/double field."""
-    parts = [np.frombuffer(value, dtype=dtype) for _, value in chunks]
+    itemsize = np.dtype(dtype).itemsize
+    parts = []
+    for wire, value, offset in chunks:
+        _expect(wire, (LENGTH, fixed), what, offset)
+        if len(value) % itemsize:
+            raise ProtobufError(f"at byte offset {offset}: packed {what} has {len(value)} bytes, not a multiple "
+                                f"of {itemsize}. Received: length={len(value)}")
+        parts.append(np.frombuffer(value, dtype=dtype))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def _repeated_varints(chunks: list[tuple[int, object]]) -> list[int]:
+def _repeated_varints(chunks: list[tuple[int, object, int]], what: str) -> list[int]:
     values = []
-    for wire, value in chunks:
+    for wire, value, offset in chunks:
+        _expect(wire, (VARINT, LENGTH), what, offset)
         if wire == VARINT:
             values.append(value)
         else:  # packed
             position = 0
             while position < len(value):
-                number, position = read_varint(value, position)
+                try:
+                    number, position = read_varint(value, position)
+                except ProtobufError as error:
+                    raise ProtobufError(f"at byte offset {offset + position}: {error}") from None
                 values.append(number)
     return values
 
 
-def decode_blob(buffer) -> np.ndarray:
-    """Decodes a `BlobProto` into a float32 array with the blob's shape."""
+def _decode_blob(buffer, base: int) -> np.ndarray:
     fields: dict[int, list] = {}
-    for field, wire, value in iter_fields(buffer):
-        fields.setdefault(field, []).append((wire, value))
+    for field, wire, value, offset in _fields(buffer, base):
+        fields.setdefault(field, []).append((wire, value, offset))
     if 7 in fields:
         shape_fields = []
-        for _, shape_message in fields[7]:
-            shape_fields.extend((w, v) for f, w, v in iter_fields(shape_message) if f == 1)
-        shape = tuple(_repeated_varints(shape_fields))
+        for wire, shape_message, offset in fields[7]:
+            _expect(wire, (LENGTH,), "BlobProto.shape", offset)
+            shape_fields.extend((w, v, o) for f, w, v, o in _fields(shape_message, offset) if f == 1)
+        shape = tuple(_repeated_varints(shape_fields, "BlobShape.dim"))
     else:  # legacy 4-D blobs
-        shape = tuple(fields.get(i, [(VARINT, 0)])[-1][1] for i in (1, 2, 3, 4))
+        legacy = []
+        for number in (1, 2, 3, 4):
+            wire, value, offset = fields.get(number, [(VARINT, 0, base)])[-1]
+            _expect(wire, (VARINT,), "a legacy BlobProto dimension (num, channels, height, width)", offset)
+            legacy.append(value)
+        shape = tuple(legacy)
     if 8 in fields:
-        data = _repeated_numbers(fields[8], "<f8").astype(np.float32)
+        data = _repeated_numbers(fields[8], "<f8", FIXED64, "BlobProto.double_data").astype(np.float32)
     else:
-        data = _repeated_numbers(fields.get(5, []), "<f4").astype(np.float32)
-    if int(np.prod(shape)) != data.size:
-        raise ProtobufError(f"Blob data has {data.size} values, its shape {shape} needs {int(np.prod(shape))}. "
-                            f"Received: shape={shape}")
+        data = _repeated_numbers(fields.get(5, []), "<f4", FIXED32, "BlobProto.data").astype(np.float32)
+    needed = math.prod(shape)  # Python ints: no overflow whatever the dimensions claim
+    if needed != data.size or len(shape) > MAX_BLOB_DIMS or any(d >= 2**62 for d in shape):
+        raise ProtobufError(f"at byte offset {base}: blob data has {data.size} values, its shape {shape[:8]}"
+                            f"{'...' if len(shape) > 8 else ''} needs {needed if needed < 10**30 else 'more'} "
+                            f"(at most {MAX_BLOB_DIMS} dimensions). Received: shape={shape[:8]}")
     return data.reshape(shape)
 
 
-def _decode_layer(buffer, v1: bool) -> CaffeLayer:
+def decode_blob(buffer) -> np.ndarray:
+    """Decodes a `BlobProto` into a float32 array with the blob's shape.
+
+    Raises:
+        ProtobufError: malformed bytes, or data that does not fill the shape.
+    """
+    return _decode_blob(buffer, 0)
+
+
+def _decode_layer(buffer, v1: bool, base: int = 0) -> CaffeLayer:
     name_field, type_field, blob_field = (4, 5, 6) if v1 else (1, 2, 7)
     name, kind, blobs = "", "", []
-    for field, wire, value in iter_fields(buffer):
-        if field == name_field and wire == LENGTH:
-            name = bytes(value).decode("utf-8")
+    for field, wire, value, offset in _fields(buffer, base):
+        if field == name_field:
+            _expect(wire, (LENGTH,), "the layer name", offset)
+            name = _text(value, "the layer name", offset)
         elif field == type_field:
-            kind = f"V1:{value}" if v1 else bytes(value).decode("utf-8")
-        elif field == blob_field and wire == LENGTH:
-            blobs.append(decode_blob(value))
+            _expect(wire, (VARINT,) if v1 else (LENGTH,), "the layer type", offset)
+            kind = f"V1:{value}" if v1 else _text(value, "the layer type", offset)
+        elif field == blob_field:
+            _expect(wire, (LENGTH,), "a blob", offset)
+            blobs.append(_decode_blob(value, offset))
     return CaffeLayer(name=name, type=kind, blobs=blobs)
 
 
 def decode_net(buffer) -> tuple[str, list[CaffeLayer]]:
-    """Decodes a `NetParameter`; returns `(net name, layers in file order)`."""
+    """Decodes a `NetParameter`; returns `(net name, layers in file order)`.
+
+    Raises:
+        ProtobufError: the bytes are not a NetParameter (the message names the byte offset).
+    """
     name, layers = "", []
-    for field, wire, value in iter_fields(buffer):
-        if field == 1 and wire == LENGTH:
-            name = bytes(value).decode("utf-8")
-        elif field in (100, 2) and wire == LENGTH:
-            layers.append(_decode_layer(value, v1=field == 2))
+    for field, wire, value, offset in _fields(buffer):
+        if field == 1:
+            _expect(wire, (LENGTH,), "the net name", offset)
+            name = _text(value, "the net name", offset)
+        elif field in (100, 2):
+            _expect(wire, (LENGTH,), "a layer", offset)
+            layers.append(_decode_layer(value, v1=field == 2, base=offset))
     return name, layers
 
 
 def read_caffemodel(path: str | os.PathLike) -> tuple[str, list[CaffeLayer]]:
     """Reads a `.caffemodel` file; returns `(net name, layers)`.
 
+    Only weights are read: nothing in the file is executed, and no allocation exceeds the file's
+    own size (lengths and shapes are checked against the bytes present first).
+
     Raises:
-        ProtobufError: the file is not a NetParameter (message names the file).
+        ProtobufError: the file is not a NetParameter (message names the file and byte offset).
+        OSError: the file cannot be read.
     """
     with open(path, "rb") as handle:
         data = handle.read()
     try:
         return decode_net(data)
-    except (ProtobufError, UnicodeDecodeError) as error:
-        raise ProtobufError(f"{path} is not a readable caffemodel: {error}") from None
+    except ProtobufError as error:
+        raise ProtobufError(f"{path} is not a readable caffemodel ({len(data)} bytes): {error}") from None
 
 
 # --- encoding ---------------------------------------------------------------------------------------
