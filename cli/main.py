@@ -17,6 +17,9 @@ _COMMANDS = (
     ("make_tfrecords", "make_tfrecords"),
     ("eval", "eval_group"),
     ("convert", "convert"),
+    ("export", "export"),
+    ("embed", "embed"),
+    ("verify", "verify"),
 )
 
 

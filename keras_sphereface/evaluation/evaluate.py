@@ -157,6 +157,11 @@ def _load_checked_embedder(
     model, weights, preprocess, batch_size, source: FaceSource, first_path: str
 ):
     embedder = inference.load_embedder(model, weights=weights, preprocess=preprocess, batch_size=batch_size)
+    contract = embedder.contract
+    if contract is not None and source.landmarks is not None and contract.alignment_template != source.template:
+        raise ValueError(f"The export {embedder.name} takes faces aligned to the {contract.alignment_template!r} "
+                         f"template (its contract); use --template {contract.alignment_template}. "
+                         f"Received: template={source.template!r}")
     if source.landmarks is None:
         source.size = tuple(embedder.input_size)
         _check_prealigned(source, first_path, embedder)
@@ -193,6 +198,10 @@ def evaluate_pair_list(
     pairs, skipped = _check_pairs_available(pairs, source, skip_missing)
     paths = pairs.image_paths()
     embedder = _load_checked_embedder(model, weights, opts.preprocess, opts.batch_size, source, paths[0])
+    fused = embedder.contract.flip_fusion if embedder.contract is not None else "none"
+    if fused != "none" and protocol_spec.needs_flip:
+        raise ValueError(f"The export {embedder.name} already fuses each embedding with its mirror's "
+                         f"({fused}); evaluate it with --protocol plain. Received: protocol={protocol!r}")
     cache = _resolve_cache(opts.cache_dir, embedder.fingerprint)
     embed_start = time.perf_counter()
     embeddings, flipped, stats = inference.embed_images(

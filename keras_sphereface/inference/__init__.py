@@ -8,24 +8,31 @@ checks). Bottom to top:
 - `load_embedder` (`load.py`): a zoo name, `.keras` file, SavedModel directory or model -> `Embedder`;
   `EmbeddingCache` (`cache.py`); `embed_images` (`batch.py`): batched, cached, with mirrors.
 
-Images come through `keras_sphereface.data.FaceSource` (read, decode, align).
+Images come through `keras_sphereface.data.FaceSource` (read, decode, align). An export's
+preprocessing contract is `contract.py` (JSON only); `files.py` runs `ksf embed` / `ksf verify`.
 """
 
-from keras_sphereface.inference.batch import EmbeddingStats, check_input_size, embed_images
-from keras_sphereface.inference.cache import EmbeddingCache, default_cache_dir
-from keras_sphereface.inference.embedder import Embedder
-from keras_sphereface.inference.keras_loader import keras_embedder, keras_fingerprint
-from keras_sphereface.inference.load import directory_fingerprint, load_embedder
+import importlib
 
-__all__ = [
-    "Embedder",
-    "EmbeddingCache",
-    "EmbeddingStats",
-    "check_input_size",
-    "default_cache_dir",
-    "directory_fingerprint",
-    "embed_images",
-    "keras_embedder",
-    "keras_fingerprint",
-    "load_embedder",
-]
+# Imported on first use, so reading an export's contract (`inference.contract`) loads no framework.
+_LAZY = {
+    "EmbeddingStats": "keras_sphereface.inference.batch",
+    "check_input_size": "keras_sphereface.inference.batch",
+    "embed_images": "keras_sphereface.inference.batch",
+    "EmbeddingCache": "keras_sphereface.inference.cache",
+    "default_cache_dir": "keras_sphereface.inference.cache",
+    "Embedder": "keras_sphereface.inference.embedder",
+    "keras_embedder": "keras_sphereface.inference.keras_loader",
+    "keras_fingerprint": "keras_sphereface.inference.keras_loader",
+    "directory_fingerprint": "keras_sphereface.inference.load",
+    "load_embedder": "keras_sphereface.inference.load",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keras_sphereface.inference' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -24,6 +24,8 @@ class Embedder:
         preprocess: str. A key of `keras_sphereface.models.preprocessing.PREPROCESSING` (`"ksf"` is
             `(x - 127.5) / 128`; `"none"` for models that scale inside their graph).
         name: str. For reports.
+        contract: `keras_sphereface.inference.contract.Contract` or None. The preprocessing contract of an
+            export (`ksf export`), which callers check their crops against; None for other models.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class Embedder:
         fingerprint: str,
         preprocess: str = "ksf",
         name: str = "model",
+        contract=None,
     ):
         self._preprocess_fn = get_preprocessing(preprocess)
         self._predict = predict
@@ -40,6 +43,7 @@ class Embedder:
         self.fingerprint = fingerprint
         self.preprocess = preprocess
         self.name = name
+        self.contract = contract
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Embeds aligned RGB `uint8` faces `(batch, height, width, 3)` into float32 `(batch, dim)`."""

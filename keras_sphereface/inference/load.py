@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from keras_sphereface.inference.contract import ContractError, contract_path, read_contract, resolve_export_dir
 from keras_sphereface.inference.embedder import Embedder
 from keras_sphereface.inference.keras_loader import keras_embedder
 from keras_sphereface.models.zoo import MODEL_NAMES, ZOO
@@ -26,16 +27,40 @@ def directory_fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _savedmodel(path: Path, preprocess: str | None) -> Embedder:
+    """A SavedModel directory; an export of `ksf export` (`DIR/<name>[/<version>]`) follows its contract."""
+    from keras_sphereface.inference.savedmodel import savedmodel_embedder
+
+    try:
+        directory = resolve_export_dir(path)
+    except ContractError:
+        directory = path
+    if not contract_path(directory).is_file():  # a SavedModel of other origin: the caller says how to scale
+        return savedmodel_embedder(directory, preprocess or "ksf", directory_fingerprint(directory))
+    contract = read_contract(directory)
+    if contract.format != "savedmodel" or not (directory / "saved_model.pb").is_file():
+        raise ContractError(f"{directory} is a {contract.format} export; only SavedModel exports are run here "
+                            f"(ksf export --format savedmodel). Received: model={str(path)!r}")
+    if preprocess not in (None, contract.embedder_preprocess):
+        raise ContractError(f"The export {directory} normalizes inside its graph (contract: "
+                            f"{contract.normalization!r}), so its inputs are pixels; preprocessing them again "
+                            f"would be wrong. Received: preprocess={preprocess!r}")
+    return savedmodel_embedder(directory, contract.embedder_preprocess, directory_fingerprint(directory),
+                               name=contract.model_name, contract=contract)
+
+
 def load_embedder(model, weights=None, preprocess: str | None = None, batch_size: int = 64) -> Embedder:
     """Loads an embedding model from the zoo, a `.keras` file, a SavedModel directory or a Keras model.
 
     Args:
         model: str, path-like or `keras.Model`. A zoo name (`"mobilefacenet"`, `"sphere20"`,
-            case-insensitive), a `.keras` / `.h5` file, a SavedModel directory, or a model.
+            case-insensitive), a `.keras` / `.h5` file, a SavedModel directory (an export of `ksf export`,
+            `DIR/<name>` or `DIR/<name>/<version>`, is read with its preprocessing contract), or a model.
         weights: None or str. For zoo models: `None` (random), a named source (`"casia"`) or a
             weights file. Must be None for files and directories, which hold their weights.
         preprocess: str or None. A key of `keras_sphereface.models.preprocessing.PREPROCESSING`; None:
-            the zoo model's own (`"ksf"`, `(x - 127.5) / 128`, for every model here).
+            the zoo model's own (`"ksf"`, `(x - 127.5) / 128`, for every model here), or the contract's
+            (`"none"`: an export scales inside its graph); another value for an export is refused.
         batch_size: int. Images per forward pass.
 
     Returns:
@@ -47,9 +72,7 @@ def load_embedder(model, weights=None, preprocess: str | None = None, batch_size
     if path.is_dir():
         if weights is not None:
             raise ValueError(f"A SavedModel directory holds its own weights. Received: weights={weights!r}")
-        from keras_sphereface.inference.savedmodel import savedmodel_embedder
-
-        return savedmodel_embedder(path, preprocess or "ksf", directory_fingerprint(path))
+        return _savedmodel(path, preprocess)
     if path.suffix in (".keras", ".h5") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"Model file not found. Received: model={str(model)!r}")

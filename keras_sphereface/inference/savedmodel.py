@@ -10,7 +10,8 @@ from keras_sphereface.inference.embedder import Embedder
 
 
 def savedmodel_embedder(
-    path: str | Path, preprocess: str, fingerprint: str, signature: str = "serving_default"
+    path: str | Path, preprocess: str, fingerprint: str, signature: str = "serving_default",
+    name: str | None = None, contract=None,
 ) -> Embedder:
     """Wraps the `signature` of a SavedModel that maps `(batch, height, width, 3)` to embeddings.
 
@@ -20,6 +21,8 @@ def savedmodel_embedder(
             function expects (`"ksf"` if it takes `(x - 127.5) / 128`, `"none"` if it takes raw pixels).
         fingerprint: str. Digest of the directory's files.
         signature: str. The signature to call.
+        name: str or None. The embedder's name; default the directory's.
+        contract: `Contract` or None. The export's preprocessing contract, kept on the embedder.
     """
     import tensorflow as tf
 
@@ -52,4 +55,5 @@ def savedmodel_embedder(
         outputs = function(**{input_name: tf.constant(x, dtype=spec.dtype)})
         return next(iter(outputs.values())).numpy()
 
-    return Embedder(predict, (shape[1], shape[2]), fingerprint, preprocess, name=path.name)
+    return Embedder(predict, (shape[1], shape[2]), fingerprint, preprocess, name=name or path.name,
+                    contract=contract)

@@ -1,0 +1,24 @@
+"""`ksf verify`: are two face images the same person? Cosine score, decision, and where the threshold came from."""
+
+from __future__ import annotations
+
+import click
+
+from ksf.embed import align_mode, face_options, report_errors, weights_value
+
+
+@click.command("verify")
+@click.argument("image_a", type=click.Path(dir_okay=False))
+@click.argument("image_b", type=click.Path(dir_okay=False))
+@face_options
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Cosine threshold (same = score > threshold). Default: the export's stored threshold.")
+@report_errors
+def verify(image_a, image_b, model, weights, align, landmarks, batch_size, threshold) -> None:
+    """Score two face images with a model and decide same / different person."""
+    from keras_sphereface.inference.files import verify_pair
+
+    result = verify_pair(image_a, image_b, model, weights=weights_value(weights),
+                         align=align_mode(align, landmarks), landmarks=landmarks, threshold=threshold)
+    click.echo(f"{result.path_a}\n{result.path_b}")
+    click.echo(result.summary())
