@@ -34,7 +34,7 @@ _STATUS_MESSAGES = (
 _OK, _SHAPE_MISMATCH, _NO_LANDMARKS, _CORRUPT, _BAD_LABEL = range(5)
 
 
-def _decode(data: tf.Tensor) -> tf.Tensor:
+def decode_image_tf(data: tf.Tensor) -> tf.Tensor:
     """JPEG or PNG bytes -> `uint8` `(height, width, 3)` RGB, bit-identical to OpenCV's decoding.
 
     TensorFlow's default JPEG IDCT is libjpeg's fast integer one; OpenCV (and so `align`, the
@@ -283,7 +283,7 @@ def tfrecord_dataset(
     def decode(record, is_end, record_seed):
         def real():
             example = tf.io.parse_single_example(record, spec)
-            image = _decode(example["image"])
+            image = decode_image_tf(example["image"])
             shape = tf.shape(image)
             label64 = example["label"]
             label = tf.cast(label64, tf.int32)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_sphereface.data.dataset import decode_image_tf
 from keras_sphereface.export.resolve import ResolvedModel
 from keras_sphereface.inference.contract import FLIP_FUSIONS
 
@@ -81,7 +82,7 @@ class ServingFunctions:
         height, width = self.height, self.width
 
         def decode_one(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = decode_image_tf(data)  # bit-identical to OpenCV's decoding, as the evaluation crops
             size_ok = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
             message = f"embed_jpeg takes aligned crops of {height}x{width} (height x width) pixels; received"
             check = tf.debugging.Assert(size_ok, [message, tf.shape(image)[:2]])

@@ -239,3 +239,15 @@ def test_contract_and_config_travel_with_the_export(casia_export):
     config = (casia_export["root"] / "models.config").read_text(encoding="utf-8")
     assert 'name: "mobilefacenet"' in config and 'base_path: "/models/mobilefacenet"' in config
     assert "0.2412" in casia_export["output"] and "protocol plain" in casia_export["output"]
+
+
+def test_embed_jpeg_decodes_jpeg_as_opencv_does(loaded_export, lfw_crops):
+    import tensorflow as tf
+
+    from keras_sphereface.data.images import decode_image_rgb, encode_image
+
+    encoded = [encode_image(crop, "jpeg", quality=90) for crop in lfw_crops[1][:4]]
+    decoded = np.stack([decode_image_rgb(data) for data in encoded]).astype(np.float32)
+    from_bytes = loaded_export.signatures["embed_jpeg"](images=tf.constant(encoded))["embedding"].numpy()
+    from_pixels = loaded_export.signatures["serving_default"](images=tf.constant(decoded))["embedding"].numpy()
+    np.testing.assert_allclose(from_bytes, from_pixels, atol=1e-6)
