@@ -7,7 +7,6 @@ import pytest
 from keras_sphereface.evaluation import evaluate_pairs
 from keras_sphereface.inference import load_embedder
 from keras_sphereface.inference.contract import ContractError
-
 from tests.evaluation.conftest import lfw_subset
 
 
