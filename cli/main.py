@@ -20,6 +20,7 @@ _COMMANDS = (
     ("export", "export"),
     ("embed", "embed"),
     ("verify", "verify"),
+    ("train", "train"),
 )
 
 

@@ -1,0 +1,54 @@
+"""keras_sphereface.training: `train(config)` behind `ksf train`, its config and recipes (TensorFlow).
+
+- `TrainConfig`: every option (the fields are the documented options of `ksf train`).
+- `load_recipe(name_or_file, **overrides)`: a TOML recipe (`RECIPE_NAMES`, or a file such as a
+  run's own `config.toml`) over the base config, with overrides.
+- `train(config) -> TrainResult`: custom loop under `tf.distribute`, exact resume from
+  `tf.train.CheckpointManager` checkpoints, mixed precision, validation on a pair list.
+- `HEAD_NAMES` / `make_head`: the margin heads by their `--head` names.
+
+    >>> config = load_recipe("lfw-devtrain_sphere4_asoftmax", tfrecords="out/lfw/train-*.tfrecord",
+    ...                      out="out/sphere4", steps=100)
+    >>> result = train(config)  # doctest: +SKIP
+"""
+
+from keras_sphereface.training.config import (
+    PRECISIONS,
+    RECIPE_NAMES,
+    STRATEGIES,
+    TrainConfig,
+    config_to_toml,
+    load_recipe,
+    recipe_path,
+)
+from keras_sphereface.training.heads import HEAD_NAMES, learning_rate_at, make_head
+from keras_sphereface.training.loop import (
+    NonFiniteLossError,
+    RecordsError,
+    TrainResult,
+    latest_complete_checkpoint,
+    read_records_info,
+    train,
+)
+from keras_sphereface.training.validation import PairListError, check_pair_list
+
+__all__ = [
+    "HEAD_NAMES",
+    "PRECISIONS",
+    "RECIPE_NAMES",
+    "STRATEGIES",
+    "NonFiniteLossError",
+    "PairListError",
+    "RecordsError",
+    "TrainConfig",
+    "TrainResult",
+    "check_pair_list",
+    "config_to_toml",
+    "latest_complete_checkpoint",
+    "learning_rate_at",
+    "load_recipe",
+    "make_head",
+    "read_records_info",
+    "recipe_path",
+    "train",
+]

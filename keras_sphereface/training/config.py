@@ -1,0 +1,333 @@
+"""`TrainConfig`: every training option, and TOML recipes that override a base config.
+
+A recipe is a small TOML file named `<data>_<backbone>_<loss>.toml` whose keys are `TrainConfig`
+fields. It may name the recipe it overrides with `base = "<name or file>"`; every chain ends at
+`base.toml` (the dataclass defaults written out). The shipped recipes live in
+`keras_sphereface/training/recipes/`; `RECIPE_NAMES` lists them.
+
+    >>> config = load_recipe("lfw-devtrain_sphere4_asoftmax", tfrecords="out/lfw/train-*.tfrecord")
+    >>> config.model, config.head, config.lr
+    ('sphere4', 'a-softmax', 0.01)
+
+A run writes its resolved config as `config.toml` in its output folder (`config_to_toml`), so
+`load_recipe("out/run/config.toml")` reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+LR_SCHEDULES = ("piecewise", "polynomial", "constant")
+ON_NAN = ("stop", "skip")
+DECAY_ON = ("kernels", "all")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every option of a training run (`train(config)`); the CLI and the recipes set these fields.
+
+    Data:
+        tfrecords: str. Glob pattern of the training shards written by `ksf make-tfrecords`
+            (e.g. `"out/lfw/records/train-*.tfrecord"`); `labels.json` beside them gives
+            the number of classes.
+        input_size: list of 2 ints or None. `[height, width]` of the network input in pixels;
+            None: the zoo model's default (112x96 for Sphere nets and MobileFaceNet).
+        align: bool. Align on the fly from the landmarks stored in the records (records of
+            original photos); False: the records hold aligned crops of `input_size`.
+        template: str. Alignment template when `align` (`"sphereface"`, `"arcface"`).
+        flip: bool. Random horizontal flip (the SphereFace paper's only augmentation).
+        shuffle_buffer: int. Examples in the shuffle buffer. The buffer is part of every
+            checkpoint (about `shuffle_buffer * height * width * 3` bytes).
+
+    Model:
+        model: str. Zoo name in lower case (`keras_sphereface.models.zoo.MODEL_NAMES`).
+        embedding_dim: int or None. Embedding size; None: the builder's default.
+        weights: str or None. Initial backbone weights (a tag such as `"casia"`, or a
+            `.weights.h5` file) for fine-tuning; None: random initialization.
+        head: str. `"a-softmax"`, `"arcface"`, `"cosface"`, `"combined"`, `"norm-softmax"`,
+            `"sphereface-r"` (see `keras_sphereface.training.heads`).
+        head_options: dict. Keyword arguments of the head (e.g. `{m = 4, base = 1000.0}`,
+            `{s = 64.0, m = 0.5}`).
+
+    Optimization (SGD with momentum):
+        batch_size: int. Global batch, split evenly across replicas.
+        steps: int or None. Training steps (global batches). Exactly one of `steps` and
+            `epochs` is set.
+        epochs: float or None. Passes over the training records; converted to steps with
+            the manifest's example count.
+        lr: float. Base learning rate.
+        lr_schedule: str. `"piecewise"` (multiply by `lr_decay` at each step of
+            `lr_boundaries`, Caffe's `multistep`), `"polynomial"` (insightface's
+            `lr * (1 - step / steps) ** lr_power`) or `"constant"`.
+        lr_boundaries: list of int. Global steps at which the piecewise rate drops.
+        lr_decay: float. Factor of each piecewise drop.
+        lr_power: float. Power of the polynomial schedule.
+        warmup_steps: int. Linear warm-up from 0 to `lr` over these steps.
+        momentum: float. SGD momentum.
+        nesterov: bool. Nesterov momentum.
+        weight_decay: float. L2 decay coefficient as Caffe and PyTorch define it (the gradient
+            gains `weight_decay * w`), applied to `weight_decay_on` variables.
+        weight_decay_on: str. `"kernels"` (convolution, dense and head kernels: Caffe's
+            `decay_mult: 1` on weights, 0 on biases) or `"all"` trainable variables
+            (insightface's `torch.optim.SGD(weight_decay=...)`).
+        bias_lr_mult: float. Learning-rate multiplier of bias variables (Caffe's `lr_mult: 2`
+            on biases in the SphereFace prototxt). 1 disables it.
+
+    Precision and distribution:
+        precision: str. `"float32"`, `"mixed_float16"` (with loss scaling) or
+            `"mixed_bfloat16"`; heads always compute in float32.
+        strategy: str. `"auto"` (multi-worker when `TF_CONFIG` names several workers,
+            mirrored over several visible GPUs, else one device), `"one"`, `"mirrored"`
+            or `"multi-worker"`.
+
+    Run control:
+        out: str. Output folder (config, checkpoints, logs, final model).
+        resume: bool. Continue from the latest complete checkpoint in `out`.
+        seed: int or None. Seeds initialization, shuffling and augmentation; None draws one
+            (recorded in `config.toml`, so a resumed run keeps it).
+        deterministic: bool. `tf.config.experimental.enable_op_determinism()`.
+        checkpoint_every: int. Steps between checkpoints (plus one at the end and on
+            SIGTERM/SIGINT).
+        keep_checkpoints: int. Checkpoints kept.
+        log_every: int. Steps between logged (TensorBoard, CSV, progress) figures.
+        on_nan: str. `"stop"`: a non-finite loss stops the run naming the step; `"skip"`:
+            the update is skipped (loss scaling's finite check) and training goes on.
+        time_limit_minutes: float or None. Stop (with a checkpoint) after this much
+            training wall time; None: no limit.
+        validate_pairs: str or None. Pair list (`ksf eval pairs` format) checked at start
+            and evaluated every `validate_every` steps and at the end.
+        validate_data: str or None. Dataset folder for the pairs (as `ksf eval pairs --data`).
+        validate_every: int. Steps between validations.
+        validate_skip_missing: bool. Pairs whose images or landmarks are missing are listed at
+            start and left out (False: they stop the run before step 1).
+        tag: str or None. Register the final weights under this tag
+            (`keras_sphereface.models.register_weights`).
+        description: str. Free text recorded in `config.toml` and with a tag.
+        progress: bool. Show a progress bar on a terminal (plain log lines otherwise).
+    """
+
+    tfrecords: str = ""
+    input_size: list[int] | None = None
+    align: bool = False
+    template: str = "sphereface"
+    flip: bool = True
+    shuffle_buffer: int = 8192
+
+    model: str = "sphere20"
+    embedding_dim: int | None = None
+    weights: str | None = None
+    head: str = "a-softmax"
+    head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    batch_size: int = 256
+    steps: int | None = None
+    epochs: float | None = None
+    lr: float = 0.1
+    lr_schedule: str = "piecewise"
+    lr_boundaries: list[int] = dataclasses.field(default_factory=list)
+    lr_decay: float = 0.1
+    lr_power: float = 2.0
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    weight_decay_on: str = "kernels"
+    bias_lr_mult: float = 1.0
+
+    precision: str = "float32"
+    strategy: str = "auto"
+
+    out: str = "out/train"
+    resume: bool = True
+    seed: int | None = None
+    deterministic: bool = False
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 20
+    on_nan: str = "stop"
+    time_limit_minutes: float | None = None
+    validate_pairs: str | None = None
+    validate_data: str | None = None
+    validate_every: int = 1000
+    validate_skip_missing: bool = False
+    tag: str | None = None
+    description: str = ""
+    progress: bool = True
+
+    def __post_init__(self):
+        self.validate(require_data=False)
+
+    def validate(self, require_data: bool = True) -> TrainConfig:
+        """Checks every field; raises `ValueError` naming the field and the value received.
+
+        Args:
+            require_data: bool. Also require `tfrecords` and one of `steps`/`epochs` (a run;
+                recipes may leave them out).
+
+        Returns:
+            self.
+        """
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("on_nan", self.on_nan, ON_NAN)
+        _choice("weight_decay_on", self.weight_decay_on, DECAY_ON)
+        for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
+                     "shuffle_buffer"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        for name in ("lr", "lr_decay", "lr_power", "momentum", "weight_decay", "bias_lr_mult"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(f"Set `steps` or `epochs`, not both. Received: steps={self.steps}, "
+                             f"epochs={self.epochs}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"`steps` must be a positive integer. Received: steps={self.steps!r}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ValueError(f"`epochs` must be > 0. Received: epochs={self.epochs!r}")
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
+            raise ValueError(f"`input_size` must be [height, width]. Received: input_size={self.input_size!r}")
+        if list(self.lr_boundaries) != sorted(self.lr_boundaries):
+            raise ValueError(f"`lr_boundaries` must be increasing steps. Received: "
+                             f"lr_boundaries={self.lr_boundaries!r}")
+        if (self.validate_pairs is None) != (self.validate_data is None):
+            raise ValueError(f"`validate_pairs` and `validate_data` go together. Received: validate_pairs="
+                             f"{self.validate_pairs!r}, validate_data={self.validate_data!r}")
+        if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
+            raise ValueError(f"`time_limit_minutes` must be > 0. Received: "
+                             f"time_limit_minutes={self.time_limit_minutes!r}")
+        if not isinstance(self.head_options, dict):
+            raise ValueError(f"`head_options` must be a table. Received: head_options={self.head_options!r}")
+        if require_data:
+            if not self.tfrecords:
+                raise ValueError("`tfrecords` (a glob pattern of training shards) is required. Received: "
+                                 "tfrecords=''")
+            if self.steps is None and self.epochs is None:
+                raise ValueError("Set the length of the run: `steps` or `epochs`. Received: neither")
+        return self
+
+    def replace(self, **overrides) -> TrainConfig:
+        """A copy with `overrides` applied (None values are ignored: "not given")."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"Unknown training option(s) {unknown}; known: {sorted(fields)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "steps" in given:
+            given.setdefault("epochs", None)
+        if "epochs" in given:
+            given.setdefault("steps", None)
+        values = {**dataclasses.asdict(self), **given}
+        return TrainConfig(**values)
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
+
+
+def _recipe_names() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in RECIPE_DIR.glob("*.toml") if p.stem != "base"))
+
+
+#: Names of the shipped recipes (`keras_sphereface/training/recipes/*.toml`, without `base`).
+RECIPE_NAMES: tuple[str, ...] = _recipe_names()
+
+
+def recipe_path(name_or_file: str | os.PathLike) -> Path:
+    """The file of a recipe: a shipped name (`"casia_sphere20_asoftmax"`) or a `.toml` path.
+
+    Raises:
+        ValueError: neither a shipped recipe nor an existing file; the message lists the names.
+    """
+    text = os.fspath(name_or_file)
+    shipped = RECIPE_DIR / f"{text}.toml"
+    if "/" not in text and os.sep not in text and shipped.is_file():
+        return shipped
+    path = Path(text)
+    if path.is_file():
+        return path
+    raise ValueError(f"Unknown recipe; use a file or one of {list(RECIPE_NAMES)}. Received: recipe={text!r}")
+
+
+def _read_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path.resolve() in seen:
+        raise ValueError(f"Recipe bases form a cycle: {[str(p) for p in (*seen, path)]}")
+    with open(path, "rb") as handle:
+        try:
+            values = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"Recipe {path} is not valid TOML: {error}") from error
+    base = values.pop("base", None if path.name == "base.toml" and path.parent == RECIPE_DIR else "base")
+    if base is None:
+        return values
+    base_path = recipe_path(base) if not (path.parent / base).is_file() else path.parent / base
+    merged = _read_chain(base_path, (*seen, path.resolve()))
+    merged.update(values)
+    return merged
+
+
+def load_recipe(name_or_file: str | os.PathLike | None = None, **overrides) -> TrainConfig:
+    """Reads a recipe (with its chain of bases) into a `TrainConfig`, then applies `overrides`.
+
+    Args:
+        name_or_file: str, path-like or None. A shipped recipe name, a `.toml` file (e.g. a
+            run's `config.toml`), or None for the base config alone.
+        **overrides: `TrainConfig` fields; None values mean "not given" and are ignored.
+
+    Returns:
+        The `TrainConfig`.
+
+    Raises:
+        ValueError: an unknown recipe, a key that is not a `TrainConfig` field, or a bad value.
+    """
+    path = RECIPE_DIR / "base.toml" if name_or_file is None else recipe_path(name_or_file)
+    values = _read_chain(path)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"Recipe {path.name} has unknown key(s) {unknown}; known: {sorted(fields)}")
+    return TrainConfig(**values).replace(**overrides)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"Cannot write {value!r} as TOML")
+
+
+def config_to_toml(config: TrainConfig, header: str = "") -> str:
+    """The resolved config as TOML text (fields set to None are left out: they read back as None).
+
+    Args:
+        config: TrainConfig.
+        header: str. Comment lines written first (without the leading `#`).
+    """
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines.append('base = "base"')
+    for key, value in dataclasses.asdict(config).items():
+        if value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
