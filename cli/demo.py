@@ -11,8 +11,10 @@ import click
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo",
               show_default=True, help="Where the demo writes its report.")
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of each margin head.")
-def demo(data_dir: str, out_dir: str, epochs: int) -> None:
-    """Run the end-to-end demo on LFW and write a report."""
+@click.option("--train-steps", type=click.IntRange(1), default=200, show_default=True,
+              help="Steps of the from-scratch Sphere-4 training run (batch 64).")
+def demo(data_dir: str, out_dir: str, epochs: int, train_steps: int) -> None:
+    """Run the end-to-end demo on LFW (align, TFRecords, train, eval, export, verify) and write a report."""
     from keras_sphereface.demo import run_demo
 
-    run_demo(data_dir, out_dir, epochs=epochs)
+    run_demo(data_dir, out_dir, epochs=epochs, train_steps=train_steps)

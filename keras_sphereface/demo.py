@@ -1,16 +1,20 @@
-"""The end-to-end demo that `make demo` / `ksf demo` runs, on real LFW faces.
+"""The end-to-end demo that `make demo` / `ksf demo` runs: the user's whole path on real LFW faces.
 
-1. LFW verification of the pretrained MobileFaceNet (CASIA-WebFace) under the SphereFace
-   protocol: 5-point alignment of every `pairs.txt` image, flip features, 10 folds.
-2. Margin heads on LFW-derived inputs: the same model's embeddings of every LFW identity
-   with at least 10 images (158 people), split per identity into train and test images; a
-   small adapter (`Dense`) is trained through `MarginInnerProduct` heads with m=1 (modified
-   softmax) and m=4 (A-Softmax, Caffe lambda schedule), and each is scored on the held-out
-   images: identification accuracy of the margin-free logits and the Angular Fisher Score of
-   the adapted features (lower is more compact).
+1. Align: every LFW photo to the SphereFace template from its 5 landmarks (`ksf align`).
+2. TFRecords of the LFW View 1 training people, `peopleDevTrain.txt` (`ksf make-tfrecords --people`).
+3. Train: a short `ksf train` run of Sphere-4 + A-Softmax (m=4, Caffe lambda) from scratch on those
+   records, validated on `pairsDevTest.txt` (no person shared with the training people).
+4. LFW verification of the pretrained MobileFaceNet (CASIA-WebFace) under the SphereFace protocol
+   (`ksf eval lfw`), and under the plain protocol, whose threshold the export keeps.
+5. Margin heads on LFW-derived inputs: the same model's embeddings of every LFW identity with at
+   least 10 images (158 people), split per identity into train and test images; a small adapter
+   (`Dense`) is trained through `MarginInnerProduct` heads with m=1 (modified softmax) and m=4
+   (A-Softmax, Caffe lambda schedule), and each is scored on the held-out images.
+6. Export the pretrained model for TensorFlow Serving (`ksf export`), then `ksf verify` one same and
+   one different LFW pair through the exported SavedModel.
 
-Everything is written under `out_dir`: `lfw/` (report.json, roc.png, scores_hist.png) and
-`demo.json` with both parts.
+Everything is written under `out_dir`: `aligned/`, `records/`, `train/`, `lfw/` and `lfw-plain/`
+(report.json, ROC and score plots), `export/`, and `demo.json` with every part.
 """
 
 from __future__ import annotations
@@ -107,6 +111,20 @@ def train_margin_head(
     }
 
 
+def _step(console, show: bool, title: str) -> None:
+    if show:
+        console.rule(title)
+
+
+def _pair_paths(lfw: Path, same: bool) -> tuple[str, str]:
+    """The first same (or different) pair of LFW `pairs.txt`, as paths relative to `images/`."""
+    from keras_sphereface.evaluation import read_pairs
+
+    pairs = read_pairs(lfw / "pairs.txt", fmt="lfw")
+    index = int(np.flatnonzero(pairs.same == same)[0])
+    return pairs.left[index], pairs.right[index]
+
+
 def run_demo(
     data_dir: str | Path,
     out_dir: str | Path = "out/demo",
@@ -114,37 +132,113 @@ def run_demo(
     weights: str = "casia",
     min_images: int = 10,
     epochs: int = 30,
+    train_steps: int = 200,
     show: bool = True,
 ) -> dict:
-    """Runs both parts of the demo (see the module docstring) and writes `<out_dir>/demo.json`.
+    """Runs every part of the demo (see the module docstring) and writes `<out_dir>/demo.json`.
 
     Args:
         data_dir: str or path-like. The data root holding `lfw/` (or the LFW folder itself).
-        out_dir: str or path-like. Output folder.
-        model, weights: the zoo model and weights tag to use.
-        min_images: int. Identities with at least this many images take part in part 2.
-        epochs: int. Training epochs of each margin head in part 2.
-        show: bool. Print tables.
+        out_dir: str or path-like. Output folder. A second run reuses the aligned crops, the records
+            and the training checkpoints found there.
+        model, weights: the zoo model and weights tag evaluated, used in part 5 and exported.
+        min_images: int. Identities with at least this many images take part in part 5.
+        epochs: int. Training epochs of each margin head in part 5.
+        train_steps: int. Steps of the from-scratch training run of part 3 (batch 64).
+        show: bool. Print progress and tables.
 
     Returns:
         The dict written to `demo.json`.
     """
     from rich.console import Console
-    from rich.table import Table
 
-    from keras_sphereface.evaluation import angular_fisher_score, evaluate_lfw
-    from keras_sphereface.evaluation.evaluate import labelled_images, make_source
-    from keras_sphereface.inference import EmbeddingCache, default_cache_dir, embed_images, load_embedder
+    from keras_sphereface.data import align_folder
+    from keras_sphereface.data.records import write_tfrecords
+    from keras_sphereface.evaluation import evaluate_lfw
+    from keras_sphereface.export import export_savedmodel
+    from keras_sphereface.inference.contract import threshold_from_report
+    from keras_sphereface.inference.files import open_face_model, verify_pair
+    from keras_sphereface.training import load_recipe, train
 
     started = time.perf_counter()
     lfw, out_dir = _lfw_folder(data_dir), Path(out_dir)
     console = Console()
-    if show:
-        console.rule("1. LFW verification (SphereFace protocol)")
-    verification = evaluate_lfw(model, lfw, weights=weights, out_dir=out_dir / "lfw", show=show)
+    result: dict = {}
 
+    _step(console, show, "1. Align LFW to the SphereFace template (ksf align)")
+    aligned = align_folder(lfw / "images", out_dir / "aligned", landmarks=lfw / "landmarks.txt", progress=show)
+    result["align"] = {"aligned": aligned.aligned, "already_done": aligned.skipped_existing,
+                       "failed": len(aligned.failures), "total": aligned.total, "out": str(out_dir / "aligned")}
     if show:
-        console.rule(f"2. MarginInnerProduct heads on LFW embeddings (identities with >= {min_images} images)")
+        console.print(f"{aligned.total - len(aligned.failures)} crops of 112x96 in {out_dir / 'aligned'}")
+
+    _step(console, show, "2. TFRecords of the View 1 training people (ksf make-tfrecords --people)")
+    records = out_dir / "records"
+    if not (records / "manifest.json").is_file():
+        write_tfrecords(out_dir / "aligned", records, num_shards=8, people=lfw / "peopleDevTrain.txt")
+    manifest = json.loads((records / "manifest.json").read_text(encoding="utf-8"))
+    split = manifest["splits"]["train"]
+    result["tfrecords"] = {"examples": split["num_examples"], "identities": split["num_classes"],
+                           "pattern": str(records / "train-*.tfrecord")}
+    if show:
+        console.print(f"{split['num_examples']} images of {split['num_classes']} people in {records}")
+
+    _step(console, show, f"3. Train Sphere-4 + A-Softmax from scratch, {train_steps} steps (ksf train)")
+    config = load_recipe("lfw-devtrain_sphere4_asoftmax", tfrecords=str(records / "train-*.tfrecord"),
+                         out=str(out_dir / "train"), steps=train_steps, epochs=None, seed=0,
+                         validate_pairs=str(lfw / "pairsDevTest.txt"), validate_data=str(lfw),
+                         validate_every=train_steps, checkpoint_every=train_steps, progress=show)
+    trained = train(config)
+    result["train"] = {"steps": trained.step, "loss": trained.loss, "lambda": trained.current_lambda,
+                       "pairsDevTest_accuracy": trained.val_accuracy, "final_weights": str(trained.final_weights)}
+    if show:
+        console.print(f"step {trained.step}: loss {trained.loss:.3f}, lambda {trained.current_lambda:.2f}, "
+                      f"pairsDevTest accuracy {trained.val_accuracy:.2%}; model: {trained.final_keras}")
+
+    _step(console, show, f"4. LFW verification of {model}(weights={weights!r}) (ksf eval lfw)")
+    verification = evaluate_lfw(model, lfw, weights=weights, out_dir=out_dir / "lfw", show=show)
+    plain = evaluate_lfw(model, lfw, weights=weights, protocol="plain", out_dir=out_dir / "lfw-plain", show=False)
+    result["lfw_verification"] = {
+        key: verification.get(key)
+        for key in ("protocol", "mean_accuracy", "std_accuracy", "auc", "eer", "model", "weights")
+    }
+    result["lfw_plain"] = {"mean_accuracy": plain["mean_accuracy"], "mean_threshold": plain["mean_threshold"]}
+    if show:
+        console.print(f"plain protocol (one embedding per image, what a server computes): "
+                      f"{plain['mean_accuracy']:.2%}, threshold {plain['mean_threshold']:.4f}")
+
+    _step(console, show, f"5. MarginInnerProduct heads on LFW embeddings (identities with >= {min_images} images)")
+    result["margin_heads"] = _margin_heads(lfw, model, weights, min_images, epochs, console, show)
+
+    _step(console, show, "6. Export for TensorFlow Serving (ksf export), then ksf verify through it")
+    exported = export_savedmodel(model, out_dir / "export", weights=weights,
+                                 **threshold_from_report(out_dir / "lfw-plain" / "report.json"))
+    face_model = open_face_model(str(exported.path))
+    checks = {}
+    for label, same in (("same", True), ("different", False)):
+        left, right = _pair_paths(lfw, same)
+        outcome = verify_pair(lfw / "images" / left, lfw / "images" / right, None, align="landmarks",
+                              landmarks=lfw / "landmarks.txt", face_model=face_model)
+        checks[label] = {"images": [left, right], "score": outcome.score, "same": outcome.same}
+        if show:
+            console.print(f"{label} pair {left} / {right}: {outcome.summary()}")
+    result["export"] = {"path": str(exported.path), "verify": checks}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    with atomic_write(out_dir / "demo.json") as handle:
+        json.dump(result, handle, indent=2)
+    if show:
+        console.print(f"Report: {out_dir / 'demo.json'} ({result['wall_time_s']} s)")
+    return result
+
+
+def _margin_heads(lfw: Path, model: str, weights: str, min_images: int, epochs: int, console, show: bool) -> dict:
+    """Part 5: margin heads with m=1 and m=4 on the pretrained model's embeddings (module docstring)."""
+    from rich.table import Table
+
+    from keras_sphereface.evaluation import angular_fisher_score
+    from keras_sphereface.evaluation.evaluate import labelled_images, make_source
+    from keras_sphereface.inference import EmbeddingCache, default_cache_dir, embed_images, load_embedder
+
     source = make_source(lfw)
     paths, names = labelled_images(source.root, min_images)
     identities = sorted(set(names))
@@ -157,32 +251,21 @@ def run_demo(
         train_margin_head(embeddings[train], labels[train], embeddings[test], labels[test], m=m, epochs=epochs)
         for m in (1, 4)
     ]
-    result = {
-        "lfw_verification": {
-            key: verification.get(key)
-            for key in ("protocol", "mean_accuracy", "std_accuracy", "auc", "eer", "model", "weights")
-        },
-        "margin_heads": {
-            "identities": len(identities),
-            "train_images": int(train.sum()),
-            "test_images": int(test.sum()),
-            "pretrained_test_angular_fisher_score": float(angular_fisher_score(embeddings[test], labels[test])),
-            "heads": heads,
-        },
-        "wall_time_s": round(time.perf_counter() - started, 1),
+    part = {
+        "identities": len(identities),
+        "train_images": int(train.sum()),
+        "test_images": int(test.sum()),
+        "pretrained_test_angular_fisher_score": float(angular_fisher_score(embeddings[test], labels[test])),
+        "heads": heads,
     }
-    with atomic_write(out_dir / "demo.json") as handle:
-        json.dump(result, handle, indent=2)
     if show:
         table = Table(title=f"{len(identities)} identities, {int(train.sum())} train / {int(test.sum())} test images")
         for column in ("features", "steps", "final lambda", "test accuracy", "test AFS (lower is better)"):
             table.add_column(column)
-        table.add_row("pretrained", "-", "-", "-",
-                      f"{result['margin_heads']['pretrained_test_angular_fisher_score']:.4f}")
+        table.add_row("pretrained", "-", "-", "-", f"{part['pretrained_test_angular_fisher_score']:.4f}")
         for head in heads:
             lam = "-" if head["final_lambda"] is None else f"{head['final_lambda']:.3f}"
             table.add_row(f"A-Softmax m={head['m']}", str(head["steps"]), lam,
                           f"{head['test_accuracy']:.2%}", f"{head['test_angular_fisher_score']:.4f}")
         console.print(table)
-        console.print(f"Report: {out_dir / 'demo.json'} ({result['wall_time_s']} s)")
-    return result
+    return part
