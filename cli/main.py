@@ -29,7 +29,7 @@ _WITHOUT_TENSORFLOW = ("align",)
 
 
 def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up lines (CUDA stubs, oneDNN, CPU features) kept off stderr.
+    """Imports TensorFlow and finds its devices with the C++ start-up lines (CUDA, oneDNN) kept off stderr.
 
     Those lines are printed by the native library while it loads, before any Python logging setting
     applies, so the process's stderr is pointed at /dev/null for the import alone. Python errors of
@@ -43,7 +43,9 @@ def _import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # device discovery prints its own lines (cuInit) too
     finally:
         os.dup2(saved, 2)
         os.close(saved)
