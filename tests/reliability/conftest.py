@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 
 from keras_sphereface.data.align import align_face, load_image_rgb, read_landmarks
-
-
-def first_people(lfw_dir, count: int, min_images: int = 2) -> list[str]:
-    """The first `count` LFW people (alphabetically) with at least `min_images` images."""
-    chosen = []
-    for person in sorted(p.name for p in (lfw_dir / "images").iterdir()):
-        if len(list((lfw_dir / "images" / person).glob("*.jpg"))) >= min_images:
-            chosen.append(person)
-            if len(chosen) == count:
-                break
-    return chosen
+from tests.data.helpers import people_with_images as first_people
 
 
 @pytest.fixture(scope="session")
