@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_sphereface.data.align_folder import list_images
 from keras_sphereface.data.images import IMAGE_EXTENSIONS
 from keras_sphereface.inference.contract import (
     Contract,
@@ -125,7 +126,8 @@ def open_face_model(model, weights: str | None = None, batch_size: int = 32) -> 
 
 
 def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image paths from files and folders (folders searched recursively for `IMAGE_EXTENSIONS`, sorted).
+    """Image paths from files and folders (folders searched as `ksf align` searches them: recursively for
+    `IMAGE_EXTENSIONS`, following symbolic links once, hidden names skipped; sorted).
 
     Files are kept whatever their suffix (so an unreadable one is reported, not skipped).
 
@@ -137,8 +139,7 @@ def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+            paths.extend(path / relative for relative in list_images(path))
         elif path.is_file():
             paths.append(path)
         else:

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from keras_sphereface.data.dataset import tfrecord_dataset
+from keras_sphereface.data.dataset import read_num_classes, tfrecord_dataset
 from keras_sphereface.models import build_training_model
 from keras_sphereface.models.zoo import get_model_spec
 from keras_sphereface.training import validation
@@ -147,11 +147,10 @@ def read_records_info(pattern: str) -> RecordsInfo:
     if not files:
         raise RecordsError(f"No TFRecord file matches the pattern. Received: tfrecords={pattern!r}")
     folder = Path(files[0]).parent
-    labels_file = folder / "labels.json"
-    if not labels_file.is_file():
+    num_classes = read_num_classes(list(files))
+    if num_classes is None:
         raise RecordsError(f"No labels.json beside the records in {folder} (ksf make-tfrecords writes it); "
                            f"it gives the number of classes. Received: tfrecords={pattern!r}")
-    num_classes = int(json.loads(labels_file.read_text(encoding="utf-8"))["num_classes"])
     num_examples = None
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
@@ -356,7 +355,10 @@ def _classify_variables(model: keras.Model, decay_on: str):
 
 
 def _make_dataset(config: TrainConfig, spec, records: RecordsInfo, placement: Placement, seed: int):
-    """This worker's input: per-replica batches, endless, labels checked against `num_classes`."""
+    """This worker's input: per-replica batches, preprocessed for the model.
+
+    The pipeline's record check refuses a label outside `[0, num_classes)`, naming file and record.
+    """
     context = None
     if placement.num_replicas > 1:
         context = tf.distribute.InputContext(num_input_pipelines=placement.num_workers,
@@ -365,19 +367,10 @@ def _make_dataset(config: TrainConfig, spec, records: RecordsInfo, placement: Pl
     dataset = tfrecord_dataset(list(records.files), config.batch_size, training=True,
                                image_size=_input_size(config, spec), align=config.align, template=config.template,
                                flip=config.flip, normalization=None, shuffle_buffer=config.shuffle_buffer,
-                               seed=seed, input_context=context)
-    num_classes = records.num_classes
+                               seed=seed, input_context=context, num_classes=records.num_classes)
     preprocess = spec.preprocess_input
-
-    def check(images, labels):
-        in_range = tf.logical_and(tf.reduce_all(labels >= 0), tf.reduce_all(labels < num_classes))
-        assertion = tf.debugging.Assert(
-            in_range, ["keras_sphereface: a training label is outside [0, num_classes) with num_classes =",
-                       num_classes, "(from labels.json); labels of the batch:", labels], summarize=16)
-        with tf.control_dependencies([assertion]):
-            return preprocess(images), tf.identity(labels)
-
-    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.map(lambda images, labels: (preprocess(images), labels), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
