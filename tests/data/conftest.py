@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from keras_sphereface.data.align import read_landmarks
 from keras_sphereface.data.align_folder import align_folder
-from tests.data.helpers import people_with_images
+from tests.data.helpers import copy_people
 
 NUM_PEOPLE = 6
 
@@ -18,12 +16,7 @@ def lfw_subset(lfw_dir, tmp_path_factory):
     """`(photos, landmark_file, names)`: 6 real identities with 2-4 original photos each."""
     root = tmp_path_factory.mktemp("lfw_subset")
     photos = root / "photos"
-    names = []
-    for person in people_with_images(lfw_dir, NUM_PEOPLE, min_images=2):
-        (photos / person).mkdir(parents=True)
-        for path in sorted((lfw_dir / "images" / person).glob("*.jpg"))[:4]:
-            shutil.copy(path, photos / person / path.name)
-            names.append(f"{person}/{path.name}")
+    names = copy_people(lfw_dir, photos, NUM_PEOPLE, min_images=2, per_person=4)
     points = read_landmarks(lfw_dir / "landmarks.txt")
     lines = [f"{n}\t" + " ".join(repr(float(v)) for v in points[n].ravel()) for n in names]
     (root / "landmarks.txt").write_text("\n".join(lines) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 
@@ -30,3 +31,15 @@ def people_with_images(lfw_dir: Path, count: int, min_images: int = 2) -> list[s
             if len(chosen) == count:
                 break
     return chosen
+
+
+def copy_people(lfw_dir: Path, photos: Path, count: int, min_images: int, per_person: int) -> list[str]:
+    """Copies up to `per_person` photos of the first `count` people with `min_images` images into
+    `photos/<person>/`; returns their relative paths (`Person/Person_0001.jpg`), as landmarks.txt names them."""
+    names = []
+    for person in people_with_images(lfw_dir, count, min_images=min_images):
+        (photos / person).mkdir(parents=True)
+        for path in sorted((lfw_dir / "images" / person).glob("*.jpg"))[:per_person]:
+            shutil.copy(path, photos / person / path.name)
+            names.append(f"{person}/{path.name}")
+    return names

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from keras_sphereface.data.align import read_landmarks
 from keras_sphereface.data.records import write_tfrecords
-from tests.data.helpers import people_with_images
+from tests.data.helpers import copy_people
 
 NUM_PEOPLE = 8
 IMAGES_PER_PERSON = 6
@@ -22,12 +20,7 @@ def lfw_records(lfw_dir, tmp_path_factory):
     """`train-*.tfrecord` glob of 8 LFW identities x up to 6 photos (150x150 with landmarks), 2 shards."""
     root = tmp_path_factory.mktemp("train_records")
     photos = root / "photos"
-    names = []
-    for person in people_with_images(lfw_dir, NUM_PEOPLE, min_images=4):
-        (photos / person).mkdir(parents=True)
-        for path in sorted((lfw_dir / "images" / person).glob("*.jpg"))[:IMAGES_PER_PERSON]:
-            shutil.copy(path, photos / person / path.name)
-            names.append(f"{person}/{path.name}")
+    names = copy_people(lfw_dir, photos, NUM_PEOPLE, min_images=4, per_person=IMAGES_PER_PERSON)
     points = read_landmarks(lfw_dir / "landmarks.txt")
     write_tfrecords(photos, root / "records", num_shards=2, landmarks={n: points[n] for n in names}, workers=1)
     return str(root / "records" / "train-*.tfrecord")
