@@ -29,6 +29,7 @@ def align(src, dst, landmarks, detect, template, size, interpolation, workers, q
     if bool(landmarks) == bool(detect):
         raise click.UsageError("Give exactly one of --landmarks FILE or --detect.")
     from keras_sphereface.data.align_folder import REPORT_NAME, align_folder
+    from keras_sphereface.utils.disk import WriteError
 
     try:
         report = align_folder(
@@ -36,7 +37,7 @@ def align(src, dst, landmarks, detect, template, size, interpolation, workers, q
             interpolation=interpolation, workers=workers, jpeg_quality=quality,
             report_path=report_path, progress=not no_progress,
         )
-    except ValueError as error:
+    except (ValueError, WriteError) as error:
         raise click.ClickException(str(error)) from error
     where = report_path or f"{dst}/{REPORT_NAME}"
     click.echo(

@@ -6,9 +6,10 @@ import warnings
 
 import click
 
+from keras_sphereface.utils.disk import WriteError
 from ksf.options import model_option, out_option, weights_option
 
-_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError)
+_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, WriteError)
 
 
 def _weights(value: str | None) -> str | None:

@@ -31,6 +31,7 @@ def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, p
                    val_fraction, resize, workers) -> None:
     """Write SRC (a folder SRC/<identity>/<image> or a `path label` list file) as TFRecords in OUT_DIR."""
     from keras_sphereface.data.records import write_tfrecords
+    from keras_sphereface.utils.disk import WriteError
 
     try:
         manifest = write_tfrecords(
@@ -38,7 +39,7 @@ def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, p
             exclude=exclude, people=people, min_images=min_images, val_fraction=val_fraction,
             resize=resize, workers=workers,
         )
-    except ValueError as error:
+    except (ValueError, WriteError) as error:
         raise click.ClickException(str(error)) from error
     for split, info in manifest["splits"].items():
         click.echo(f"{split}: {info['num_examples']} examples, {info['num_classes']} identities, "

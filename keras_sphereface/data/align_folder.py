@@ -18,6 +18,7 @@ from keras_sphereface.data.align import align_face, get_template
 from keras_sphereface.data.images import IMAGE_EXTENSIONS, encode_image, load_image_rgb
 from keras_sphereface.data.landmarks import read_landmarks
 from keras_sphereface.utils.atomic import atomic_write
+from keras_sphereface.utils.disk import WriteError
 from keras_sphereface.utils.sizes import parse_size
 
 REPORT_NAME = "align_report.json"
@@ -188,6 +189,8 @@ def align_folder(
             under `src`, or a landmark file that matches none of the images (paths not relative to
             `src`).
         FileNotFoundError: `src` or the landmark file is missing.
+        WriteError: a crop or the report could not be written (disk full, read-only folder): names
+            the file; every crop already in `dst` is complete, and running again resumes.
     """
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -255,18 +258,24 @@ def align_folder(
             handle.write(encode_image(crop, fmt, quality=jpeg_quality))
         return name, "aligned", record
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(work, names)
-        for name, status, record in _with_progress(results, len(names), progress):
-            if status == "aligned":
-                report.aligned += 1
-            elif status == "skipped":
-                report.skipped_existing += 1
-            else:
-                report.failures.append({"path": name, "reason": status, "error": record["error"]})
-                continue
-            if record.get("faces", 1) > 1:
-                report.detections[name] = record
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(work, names)
+            for name, status, record in _with_progress(results, len(names), progress):
+                if status == "aligned":
+                    report.aligned += 1
+                elif status == "skipped":
+                    report.skipped_existing += 1
+                else:
+                    report.failures.append({"path": name, "reason": status, "error": record["error"]})
+                    continue
+                if record.get("faces", 1) > 1:
+                    report.detections[name] = record
+    except WriteError as error:
+        raise error.with_hint(
+            f"Every crop already in {dst} is complete (none is left half-written). Free some space or make the "
+            "folder writable, then run the same command again: finished crops are skipped."
+        ) from error.__cause__
 
     with atomic_write(report_path) as handle:
         json.dump(report.to_json(), handle, indent=2)

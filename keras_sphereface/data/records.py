@@ -27,7 +27,8 @@ from keras_sphereface.data.sources import (
     read_identity_file,
     select_identities,
 )
-from keras_sphereface.utils.atomic import atomic_path, atomic_write, sha256_file
+from keras_sphereface.utils.atomic import atomic_files, sha256_file
+from keras_sphereface.utils.disk import WriteError, clear_write_errors
 from keras_sphereface.version import __version__
 
 FORMAT_VERSION = 1
@@ -62,9 +63,9 @@ def _encode(task: _Task, resize: tuple[int, int] | None) -> tuple[bytes, int, in
     return data, decoded.shape[0], decoded.shape[1], points
 
 
-def _write_shard(path: Path, tasks: list[_Task], resize) -> tuple[int, list[dict]]:
+def _write_shard(tmp: Path, target: Path, tasks: list[_Task], resize) -> tuple[int, list[dict]]:
     skipped, written = [], 0
-    with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+    with clear_write_errors(target), tf.io.TFRecordWriter(str(tmp)) as writer:
         for task in tasks:
             try:
                 data, height, width, points = _encode(task, resize)
@@ -75,6 +76,13 @@ def _write_shard(path: Path, tasks: list[_Task], resize) -> tuple[int, list[dict
                                       points))
             written += 1
     return written, skipped
+
+
+def _write_json(tmp: Path, target: Path, data: dict) -> None:
+    with clear_write_errors(target), open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _remove_other_shards(out_dir: Path, split: str, keep: set[str]) -> None:
@@ -103,8 +111,10 @@ def write_tfrecords(
     Output in `out_dir`: `train-XXXXX-of-NNNNN.tfrecord` (and `val-...` when `val_fraction > 0`),
     `labels.json` (label -> identity, image count, split), `manifest.json` (examples, bytes and
     SHA-256 per shard, settings) and `report.json` (images skipped as unreadable or without
-    landmarks, identities removed by each filter). Each shard is written under a temporary name
-    and renamed when complete; shards of an earlier run with another shard count are removed.
+    landmarks, identities removed by each filter). All or nothing: every file is written under a
+    temporary name and the files are renamed into place only when all are complete (the manifest
+    last), so a failure (disk full, read-only folder) leaves an earlier output in `out_dir` as it
+    was; shards of an earlier run with another shard count are removed after the renames.
 
     The output depends only on the inputs and `seed`: examples are shuffled with
     `numpy.random.default_rng(seed)` and dealt round-robin to shards, labels follow the sorted
@@ -133,6 +143,8 @@ def write_tfrecords(
         ValueError: bad options, bad list or landmark lines, an empty identity folder, or no
             image left after filtering.
         FileNotFoundError: a missing source, list, landmark or identity file.
+        WriteError: an output could not be written (disk full, read-only folder); names the file,
+            and nothing in `out_dir` was replaced.
     """
     if num_shards < 1 or (val_shards is not None and val_shards < 1) or workers < 1:
         raise ValueError(f"num_shards, val_shards and workers must be positive. Received: num_shards="
@@ -161,60 +173,72 @@ def write_tfrecords(
     if selection.val:
         splits["val"] = (selection.val, val_shards or max(1, num_shards // 8))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_splits, written_per_identity = {}, dict.fromkeys(labels, 0)
-    for split, (split_images, shards) in splits.items():
-        tasks = []
-        for image in split_images:
-            if points is not None and image.key not in points:
-                skipped.append({"path": image.key, "reason": "no_landmarks",
-                                "error": "no line for this image in the landmark file"})
-                continue
-            tasks.append(_Task(image, labels[image.identity], None if points is None else points[image.key]))
-        order = rng.permutation(len(tasks))
-        per_shard = [[tasks[i] for i in order[s::shards]] for s in range(shards)]
-        names = [shard_name(split, s, shards) for s in range(shards)]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda a: _write_shard(out_dir / a[0], a[1], resize),
-                                    zip(names, per_shard, strict=True)))
-        shard_entries = []
-        for name, shard_tasks, (count, shard_skipped) in zip(names, per_shard, results, strict=True):
-            skipped.extend(shard_skipped)
-            bad = {s["path"] for s in shard_skipped}
-            for task in shard_tasks:
-                if task.image.key not in bad:
-                    written_per_identity[task.image.identity] += 1
-            shard_entries.append({"file": name, "num_examples": count, "bytes": (out_dir / name).stat().st_size,
-                                  "sha256": sha256_file(out_dir / name)})
-        _remove_other_shards(out_dir, split, set(names))
-        ids = train_ids if split == "train" else val_ids
-        manifest_splits[split] = {
-            "num_examples": sum(e["num_examples"] for e in shard_entries),
-            "num_classes": len(ids),
-            "label_range": [labels[ids[0]], labels[ids[-1]] + 1],
-            "pattern": f"{split}-*-of-{shards:05d}.tfrecord",
-            "shards": shard_entries,
-        }
-    if "val" not in splits:
-        _remove_other_shards(out_dir, "val", set())
+    with clear_write_errors(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_splits, written_per_identity, kept = {}, dict.fromkeys(labels, 0), {}
+    try:
+        with atomic_files() as stage:
+            for split, (split_images, shards) in splits.items():
+                tasks = []
+                for image in split_images:
+                    if points is not None and image.key not in points:
+                        skipped.append({"path": image.key, "reason": "no_landmarks",
+                                        "error": "no line for this image in the landmark file"})
+                        continue
+                    tasks.append(_Task(image, labels[image.identity],
+                                       None if points is None else points[image.key]))
+                order = rng.permutation(len(tasks))
+                per_shard = [[tasks[i] for i in order[s::shards]] for s in range(shards)]
+                names = [shard_name(split, s, shards) for s in range(shards)]
+                temporaries = [stage(out_dir / name) for name in names]
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    results = list(pool.map(lambda a: _write_shard(a[0], out_dir / a[1], a[2], resize),
+                                            zip(temporaries, names, per_shard, strict=True)))
+                shard_entries = []
+                for name, tmp, shard_tasks, (count, shard_skipped) in zip(names, temporaries, per_shard, results,
+                                                                           strict=True):
+                    skipped.extend(shard_skipped)
+                    bad = {s["path"] for s in shard_skipped}
+                    for task in shard_tasks:
+                        if task.image.key not in bad:
+                            written_per_identity[task.image.identity] += 1
+                    shard_entries.append({"file": name, "num_examples": count, "bytes": tmp.stat().st_size,
+                                          "sha256": sha256_file(tmp)})
+                kept[split] = set(names)
+                ids = train_ids if split == "train" else val_ids
+                manifest_splits[split] = {
+                    "num_examples": sum(e["num_examples"] for e in shard_entries),
+                    "num_classes": len(ids),
+                    "label_range": [labels[ids[0]], labels[ids[-1]] + 1],
+                    "pattern": f"{split}-*-of-{shards:05d}.tfrecord",
+                    "shards": shard_entries,
+                }
 
-    classes = [{"label": labels[i], "identity": i, "count": written_per_identity[i],
-                "split": "train" if index < len(train_ids) else "val"}
-               for index, i in enumerate([*train_ids, *val_ids])]
-    settings = {"source": str(src), "seed": seed, "min_images": min_images, "val_fraction": val_fraction,
-                "exclude": str(exclude) if isinstance(exclude, (str, os.PathLike)) else exclude is not None,
-                "people": str(people) if isinstance(people, (str, os.PathLike)) else people is not None,
-                "landmarks": points is not None, "resize": list(resize) if resize else None,
-                "channel_order": "RGB (decoded)", "stored_as": "original file bytes" if resize is None
-                else "resized, re-encoded"}
-    with atomic_write(out_dir / LABELS_NAME) as handle:
-        json.dump({"num_classes": len(labels), "classes": classes}, handle, indent=1)
-    with atomic_write(out_dir / REPORT_NAME) as handle:
-        json.dump({"skipped": sorted(skipped, key=lambda s: s["path"]),
-                   "removed_identities": selection.removed, "source_images": len(images)}, handle, indent=1)
-    manifest = {"format_version": FORMAT_VERSION, "created_by": f"keras_sphereface {__version__}",
-                "features": list(FEATURES), "num_classes": len(labels), "splits": manifest_splits,
-                "skipped": len(skipped), "settings": settings}
-    with atomic_write(out_dir / MANIFEST_NAME) as handle:
-        json.dump(manifest, handle, indent=1)
+            classes = [{"label": labels[i], "identity": i, "count": written_per_identity[i],
+                        "split": "train" if index < len(train_ids) else "val"}
+                       for index, i in enumerate([*train_ids, *val_ids])]
+            settings = {"source": str(src), "seed": seed, "min_images": min_images, "val_fraction": val_fraction,
+                        "exclude": str(exclude) if isinstance(exclude, (str, os.PathLike)) else exclude is not None,
+                        "people": str(people) if isinstance(people, (str, os.PathLike)) else people is not None,
+                        "landmarks": points is not None, "resize": list(resize) if resize else None,
+                        "channel_order": "RGB (decoded)", "stored_as": "original file bytes" if resize is None
+                        else "resized, re-encoded"}
+            manifest = {"format_version": FORMAT_VERSION, "created_by": f"keras_sphereface {__version__}",
+                        "features": list(FEATURES), "num_classes": len(labels), "splits": manifest_splits,
+                        "skipped": len(skipped), "settings": settings}
+            outputs = (
+                (LABELS_NAME, {"num_classes": len(labels), "classes": classes}),
+                (REPORT_NAME, {"skipped": sorted(skipped, key=lambda s: s["path"]),
+                               "removed_identities": selection.removed, "source_images": len(images)}),
+                (MANIFEST_NAME, manifest),  # staged last, so renamed last
+            )
+            for name, data in outputs:
+                _write_json(stage(out_dir / name), out_dir / name, data)
+    except WriteError as error:
+        raise error.with_hint(
+            f"Nothing in {out_dir} was replaced (an earlier output there is unchanged) and no partial file is "
+            "left; free some space or make the folder writable, then run the same command again."
+        ) from error.__cause__
+    for split in ("train", "val"):
+        _remove_other_shards(out_dir, split, kept.get(split, set()))
     return manifest

@@ -29,6 +29,7 @@ from keras_sphereface.export.resolve import ResolvedModel, resolve_model
 from keras_sphereface.export.signatures import SERVING_DEFAULT, SIGNATURE_NAMES, ServingFunctions
 from keras_sphereface.inference.contract import FLIP_FUSIONS, Contract, write_contract
 from keras_sphereface.utils.atomic import atomic_write
+from keras_sphereface.utils.disk import WriteError
 from keras_sphereface.version import __version__
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -225,6 +226,8 @@ def export_model(
         ValueError: bad arguments, unknown model, or no embedding network.
         FileExistsError: the version exists already.
         ImportError: a needed optional package is missing (`tensorflow-serving-api`, `tf2onnx`).
+        WriteError: the disk is full or the folder read-only; names the file or version folder. A
+            version folder appears complete or not at all; existing versions are never touched.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {list(FORMATS)}. Received: format={format!r}")
@@ -257,10 +260,16 @@ def export_model(
     path = model_dir / str(version)
     files = [path / r for r in relative]
     if format == "savedmodel":
-        files.append(layout.write_models_config(out_dir))
         readme = out_dir / "README.md"
-        with atomic_write(readme) as handle:
-            handle.write(readme_text(contract, name, version))
+        try:
+            files.append(layout.write_models_config(out_dir))
+            with atomic_write(readme) as handle:
+                handle.write(readme_text(contract, name, version))
+        except WriteError as error:
+            raise error.with_hint(
+                f"The version folder {path} is complete; {out_dir / 'models.config'} and {readme} may not list it "
+                "yet (each holds its earlier or its new text, never half of one)."
+            ) from error.__cause__
         files.append(readme)
     return ExportResult(path, name, version, format, contract, tuple(files))
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from keras_sphereface.utils.atomic import atomic_write
+from keras_sphereface.utils.disk import clear_write_errors
 
 #: Where `models.config` tells the model server to look (the `docker run -v DIR:/models` convention).
 CONTAINER_ROOT = "/models"
@@ -64,6 +65,8 @@ def new_version_dir(model_dir: str | os.PathLike, version: int) -> Iterator[Path
 
     Raises:
         FileExistsError: the version exists already (checked before writing and at the rename).
+        WriteError: the disk is full or the folder read-only; names the version folder, and says
+            that nothing was left in its place.
     """
     model_dir = Path(model_dir)
     target = model_dir / str(check_version(version))
@@ -73,16 +76,19 @@ def new_version_dir(model_dir: str | os.PathLike, version: int) -> Iterator[Path
             f"Choose another --version, or none to get the next one ({next_version(model_dir)}). "
             f"Received: version={version}"
         )
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
-    try:
-        yield tmp
-        if target.exists():
-            raise FileExistsError(f"Version {version} appeared at {target} while exporting; nothing replaced.")
-        os.rename(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    hint = (f"No version {version} was left at {target} (nor a half-written one), and the versions already in "
+            f"{model_dir} are unchanged.")
+    with clear_write_errors(target, hint):
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
+        try:
+            yield tmp
+            if target.exists():
+                raise FileExistsError(f"Version {version} appeared at {target} while exporting; nothing replaced.")
+            os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def servable_models(export_root: str | os.PathLike) -> list[str]:
