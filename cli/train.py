@@ -31,6 +31,8 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               help="Comma-separated steps where the piecewise learning rate drops (e.g. 16000,24000).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Compute precision (heads stay float32).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="Distribution strategy.")
+@click.option("--jit-compile/--no-jit-compile", default=None,
+              help="Compile forward and backward with XLA [default: the recipe's, off].")
 @click.option("--out", help="Output folder (config.toml, checkpoints, logs, final model).")
 @click.option("--resume/--no-resume", default=None,
               help="Resume from the latest checkpoint in --out [default: resume].")
@@ -50,11 +52,12 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 @click.option("--tag", help="Register the final weights under this tag (Sphere20(weights=TAG) then loads them).")
 @click.option("--no-progress", is_flag=True, help="Plain log lines instead of a progress bar.")
 def train(tfrecords, recipe, model, head, weights, batch_size, steps, epochs, lr, lr_boundaries, precision,
-          strategy, out, resume, validate_pairs, validate_data, validate_skip_missing, validate_every, seed,
-          deterministic, time_limit_minutes, on_nan, tag, no_progress) -> None:
+          strategy, jit_compile, out, resume, validate_pairs, validate_data, validate_skip_missing, validate_every,
+          seed, deterministic, time_limit_minutes, on_nan, tag, no_progress) -> None:
     """Train a face-embedding model with a margin head (SphereFace A-Softmax, ArcFace, CosFace, ...)."""
     from keras_sphereface.training import NonFiniteLossError, load_recipe
     from keras_sphereface.training import train as run_training
+    from keras_sphereface.utils.disk import WriteError
 
     if steps is not None and epochs is not None:
         raise click.UsageError("Give --steps or --epochs, not both.")
@@ -69,13 +72,16 @@ def train(tfrecords, recipe, model, head, weights, batch_size, steps, epochs, lr
         config = load_recipe(
             recipe, tfrecords=tfrecords, model=model, head=head, weights=weights, batch_size=batch_size,
             steps=steps, epochs=epochs, lr=lr, lr_boundaries=boundaries, precision=precision, strategy=strategy,
-            out=out, resume=resume, validate_pairs=validate_pairs, validate_data=validate_data,
+            jit_compile=jit_compile, out=out, resume=resume, validate_pairs=validate_pairs,
+            validate_data=validate_data,
             validate_skip_missing=True if validate_skip_missing else None,
             validate_every=validate_every, seed=seed, deterministic=True if deterministic else None,
             time_limit_minutes=time_limit_minutes, on_nan=on_nan, tag=tag, progress=False if no_progress else None,
         )
         result = run_training(config)
     except NonFiniteLossError as error:
+        raise click.ClickException(str(error)) from error
+    except WriteError as error:  # disk full / read-only output: names the folder and what is kept
         raise click.ClickException(str(error)) from error
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error

@@ -86,6 +86,9 @@ class TrainConfig:
     Precision and distribution:
         precision: str. `"float32"`, `"mixed_float16"` (with loss scaling) or
             `"mixed_bfloat16"`; heads always compute in float32.
+        jit_compile: bool. Compile each replica's forward and backward pass with XLA
+            (`tf.function(jit_compile=True)`); the optimizer update stays outside. Measured in
+            `docs/performance.md` (`bench/train_step.py`): it pays for Sphere nets on CPU.
         strategy: str. `"auto"` (multi-worker when `TF_CONFIG` names several workers,
             mirrored over several visible GPUs, else one device), `"one"`, `"mirrored"`
             or `"multi-worker"`.
@@ -145,6 +148,7 @@ class TrainConfig:
     bias_lr_mult: float = 1.0
 
     precision: str = "float32"
+    jit_compile: bool = False
     strategy: str = "auto"
 
     out: str = "out/train"
@@ -191,6 +195,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
+        for name in ("jit_compile",):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}")
         if self.steps is not None and self.epochs is not None:
             raise ValueError(f"Set `steps` or `epochs`, not both. Received: steps={self.steps}, "
                              f"epochs={self.epochs}")

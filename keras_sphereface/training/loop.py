@@ -19,6 +19,7 @@ stopped: a resumed run ends with the weights of an uninterrupted one (under
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -46,6 +47,7 @@ from keras_sphereface.training.config import TrainConfig, config_to_toml
 from keras_sphereface.training.distribute import Placement, make_placement
 from keras_sphereface.training.heads import learning_rate_at, make_head
 from keras_sphereface.utils.atomic import atomic_path, atomic_write
+from keras_sphereface.utils.disk import WriteError, as_write_error
 from keras_sphereface.version import __version__
 
 CHECKPOINT_DIR = "checkpoints"
@@ -354,6 +356,37 @@ def _classify_variables(model: keras.Model, decay_on: str):
     return decayed, bias
 
 
+def _check_worker_shards(records: RecordsInfo, placement: Placement, batch_size: int) -> None:
+    """Refuses, on every worker alike, records where some worker's shards give no full batch.
+
+    Each worker reads every `num_workers`-th file (`tf.data` file sharding). A worker whose files
+    hold fewer examples than its replicas' share of one global batch would fail at its first
+    step while the others wait for it in a collective; the example counts of `manifest.json`
+    let every worker see this before training (without a manifest nothing is checked here).
+    """
+    if placement.num_workers < 2:
+        return
+    manifest_file = Path(records.files[0]).parent / "manifest.json"
+    if not manifest_file.is_file():
+        return
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    counts = {shard.get("file"): shard.get("num_examples") for split in manifest.get("splits", {}).values()
+              for shard in split.get("shards", [])}
+    need = batch_size // placement.num_replicas * placement.local_replicas
+    for worker in range(placement.num_workers):
+        names = [Path(f).name for f in records.files[worker::placement.num_workers]]
+        if not all(isinstance(counts.get(name), int) for name in names):
+            return
+        held = sum(counts[name] for name in names)
+        if held < need:
+            raise RecordsError(
+                f"With {placement.num_workers} workers, worker {worker} reads {len(names)} of the "
+                f"{len(records.files)} TFRecord files ({', '.join(names) or 'none'}) holding {held} examples, "
+                f"fewer than its share of one global batch ({need} of batch_size={batch_size}): it would have "
+                f"no full batch to train on while the other workers wait for it. Write more, evenly filled "
+                f"shards (ksf make-tfrecords deals examples round-robin) or lower batch_size.")
+
+
 def _make_dataset(config: TrainConfig, spec, records: RecordsInfo, placement: Placement, seed: int):
     """This worker's input: per-replica batches, preprocessed for the model.
 
@@ -433,6 +466,9 @@ def train(config: TrainConfig) -> TrainResult:
         ValueError: a bad option, or unusable records (`RecordsError`) or validation pair list
             (`validation.PairListError`), all reported before the first step.
         NonFiniteLossError: the loss went non-finite with `on_nan="stop"`.
+        keras_sphereface.utils.disk.WriteError: the disk is full or the folder read-only while writing
+            a checkpoint or the final model; names the folder or file, and the newest complete
+            checkpoint (kept) that the same command resumes from.
     """
     config = dataclasses.replace(config).validate()
     records = read_records_info(config.tfrecords)
@@ -448,6 +484,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.batch_size % placement.num_replicas:
         raise ValueError(f"batch_size must be a multiple of the {placement.num_replicas} replicas. "
                          f"Received: batch_size={config.batch_size}")
+    _check_worker_shards(records, placement, config.batch_size)
     steps_per_epoch = None
     if records.num_examples is not None:
         steps_per_epoch = max(1, records.num_examples // config.batch_size)
@@ -564,8 +601,7 @@ def _make_train_step(config, model, optimizer, global_step, inputs: _Input, plac
     local = placement.local_replicas
     first_replica = placement.worker_index * local
 
-    def replica_step(batch):
-        images, labels = batch
+    def compute_gradients(images, labels):
         with tf.GradientTape() as tape:
             logits = model([images, labels], training=True)
             logits = tf.cast(logits, tf.float32)
@@ -582,8 +618,17 @@ def _make_train_step(config, model, optimizer, global_step, inputs: _Input, plac
         grads = tape.gradient(scaled, trainable)
         if bias_mult != 1.0:
             grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)]
-        optimizer.apply_gradients(zip(grads, trainable, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+        return grads, cross_entropy, correct
+
+    if config.jit_compile:
+        # XLA compiles forward and backward into one program; the update stays outside it, where
+        # the optimizer sums gradients across replicas.
+        compute_gradients = tf.function(compute_gradients, jit_compile=True)
+
+    def replica_step(batch):
+        grads, cross_entropy, correct = compute_gradients(*batch)
+        optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return cross_entropy, correct
 
     @tf.function
@@ -621,7 +666,19 @@ def _run(config, spec, placement, model, backbone, head, optimizer, global_step,
         return None
 
     def save() -> str | None:
-        path = manager.save(checkpoint_number=int(global_step.numpy()))
+        number = int(global_step.numpy())
+        latest = manager.latest_checkpoint
+        if number == resumed_from and latest and latest.endswith(f"-{number}") and _checkpoint_is_complete(latest):
+            # Nothing ran since this checkpoint was restored: keep it rather than rewrite it in place.
+            return latest if chief else None
+        try:
+            path = manager.save(checkpoint_number=number)
+        except Exception as error:
+            _remove_partial_checkpoint(manager, number)
+            clear = as_write_error(error, manager.directory)
+            if clear is None:
+                raise
+            raise clear.with_hint(_kept_checkpoint_hint(manager.directory, number)) from error
         if not chief:
             return None
         return path
@@ -698,10 +755,19 @@ def _run(config, spec, placement, model, backbone, head, optimizer, global_step,
     final = export_backbone(config, backbone)
     result.model = final
     if chief:
-        with atomic_path(out / FINAL_KERAS) as tmp:
-            final.save(tmp)
-        with atomic_path(out / FINAL_WEIGHTS) as tmp:
-            final.save_weights(tmp)
+        for name in (FINAL_KERAS, FINAL_WEIGHTS):  # temporaries of a run killed while writing them
+            for leftover in out.glob(f".{name}.tmp-*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        try:
+            with atomic_path(out / FINAL_KERAS) as tmp:
+                final.save(tmp)
+            with atomic_path(out / FINAL_WEIGHTS) as tmp:
+                final.save_weights(tmp)
+        except WriteError as error:
+            raise error.with_hint(f"The checkpoint of step {step} is kept ({checkpoint_path}); free space (or make "
+                                  f"the folder writable) and run the same command again to write the final "
+                                  f"model from it.") from error
         result.final_keras, result.final_weights = out / FINAL_KERAS, out / FINAL_WEIGHTS
         if config.validate_pairs:
             result.val_accuracy = validation.validate(final, config.validate_pairs, config.validate_data,
@@ -717,6 +783,37 @@ def _run(config, spec, placement, model, backbone, head, optimizer, global_step,
               + (f"; validation accuracy {result.val_accuracy:.2%}" if result.val_accuracy is not None else ""),
               flush=True)
     return result
+
+
+def _remove_partial_checkpoint(manager: tf.train.CheckpointManager, number: int) -> None:
+    """Removes what a failed save of checkpoint `number` left, to give the space back.
+
+    That is TF's `ckpt-N_temp/` and `*.tempstate*` files, and `ckpt-N.index` / `ckpt-N.data-*`
+    unless the manager's state lists `ckpt-N` (a listed checkpoint is never touched).
+    """
+    prefix = os.path.join(manager.directory, f"ckpt-{number}")
+    patterns = [f"{prefix}_temp", f"{prefix}.*tempstate*"]
+    if prefix not in manager.checkpoints:
+        patterns += [f"{prefix}.index", f"{prefix}.data-*"]
+    for pattern in patterns:
+        for leftover in tf.io.gfile.glob(pattern):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
+
+
+def _kept_checkpoint_hint(directory: str, number: int) -> str:
+    """What a failed checkpoint write leaves: the newest complete checkpoint, and how to resume from it."""
+    kept = latest_complete_checkpoint(directory)
+    if kept is None:
+        return (f"Checkpoint {number} was not saved and no earlier one exists; free space (or make the folder "
+                f"writable) and run the same command again (it starts over).")
+    step = int(tf.train.load_checkpoint(kept).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+    return (f"Checkpoint {number} was not saved; the earlier checkpoints are kept and complete (newest: {kept}, "
+            f"step {step}). Free space (or make the folder writable) and run the same command again to resume "
+            f"from step {step}.")
 
 
 def _loss_scale(optimizer) -> float | None:

@@ -118,3 +118,27 @@ def test_savedmodel_gives_the_keras_embeddings(tiny, tmp_path):
     assert embedder.input_size == (112, 96)
     images = np.random.default_rng(1).integers(0, 256, (5, 112, 96, 3), dtype=np.uint8)
     np.testing.assert_allclose(embedder(images), keras_embedder(tiny)(images), atol=1e-5)
+
+
+def test_last_partial_batch_gives_every_image_and_no_padding_rows(source):
+    """5 images at batch 4: the last forward pass is padded to 4 rows; only the real rows come back."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(shape=(112, 96, 3))
+    x = keras.layers.Conv2D(8, 5, strides=4, name="conv")(inputs)
+    # Batch statistics would mix the zero padding into the real rows; inference uses the moving ones.
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(16)(x))
+    model.get_layer("bn").moving_mean.assign(np.linspace(-0.5, 0.5, 8).astype(np.float32))
+    batched, batched_flip, stats = embed_images(keras_embedder(model, batch_size=4), PATHS, source, batch_size=4,
+                                                progress=False)
+    one, one_flip, _ = embed_images(keras_embedder(model, batch_size=1), PATHS, source, batch_size=1,
+                                    progress=False)
+    assert batched.shape == one.shape == (5, 16) and batched_flip.shape == (5, 16)
+    assert np.all(np.isfinite(batched)) and np.all(np.isfinite(batched_flip))
+    np.testing.assert_allclose(batched, one, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batched_flip, one_flip, rtol=1e-5, atol=1e-5)
+    assert len({row.tobytes() for row in batched}) == 5  # no row repeated or left as padding
+    assert (stats.images, stats.computed) == (5, 5)

@@ -5,6 +5,13 @@
         prints one JSON line (weight difference, the head's iteration, steps).
     python -m tests.training._worker multi-worker RECORDS OUT_DIR WEIGHTS_NPZ
         One worker of the cluster in TF_CONFIG: trains a few steps, saves its final weights.
+    python -m tests.training._worker mirrored-edges RECORDS OUT_DIR GLOBAL_BATCH STEPS
+        Two logical CPU devices, MirroredStrategy: tries a batch size that is not a multiple of
+        the replicas, then trains STEPS steps recording every step's per-replica batches (sizes,
+        labels, pass), the loss of every step and the labels of all records; prints one JSON line.
+    python -m tests.training._worker multi-worker-edges RECORDS OUT_DIR WEIGHTS_NPZ GLOBAL_BATCH STEPS
+        One worker of the cluster in TF_CONFIG: trains STEPS steps recording the same figures for
+        its own batches, saves its final weights, prints one JSON line.
 """
 
 from __future__ import annotations
@@ -60,6 +67,84 @@ def multi_worker(records: str, out: str, weights_file: str) -> None:
     print(json.dumps({"step": result.step, "loss": result.loss}))
 
 
+def _record_steps() -> tuple[list, list]:
+    """Wraps the loop's input and step so every step's per-replica batches and loss are kept."""
+    from keras_sphereface.training import loop
+
+    batches_seen, losses = [], []
+    next_batches, make_step = loop._Input.next_batches, loop._make_train_step
+
+    def recording_next_batches(self):
+        batches = next_batches(self)
+        batches_seen.append({
+            "epoch": int(self.epoch.numpy()),
+            "sizes": [int(labels.shape[0]) for _, labels in batches],
+            "labels": [int(v) for _, labels in batches for v in np.asarray(labels)],
+            "finite": all(bool(np.all(np.isfinite(np.asarray(images)))) for images, _ in batches),
+        })
+        return batches
+
+    def recording_make_step(*args, **kwargs):
+        step = make_step(*args, **kwargs)
+
+        def recorded(*step_args):
+            values = step(*step_args)
+            losses.append(float(values[0]))
+            return values
+
+        return recorded
+
+    loop._Input.next_batches = recording_next_batches
+    loop._make_train_step = recording_make_step
+    return batches_seen, losses
+
+
+def _all_labels(records) -> list[int]:
+    from keras_sphereface.data.dataset import tfrecord_dataset
+
+    dataset = tfrecord_dataset(records, 1000, training=False, image_size=(32, 32), align=True)
+    return [int(v) for _, labels in dataset for v in np.asarray(labels)]
+
+
+def mirrored_edges(records: str, out: str, global_batch: str, steps: str) -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_sphereface.training import read_records_info, train
+
+    batches_seen, losses = _record_steps()
+    refused = None
+    try:
+        train(_config(records, f"{out}/odd", strategy="mirrored", batch_size=int(global_batch) + 1, steps=1))
+    except ValueError as error:
+        refused = str(error)
+    result = train(_config(records, f"{out}/run", strategy="mirrored", batch_size=int(global_batch),
+                           steps=int(steps)))
+    print(json.dumps({"refused": refused, "step": result.step, "epoch": result.epoch, "batches": batches_seen,
+                      "losses": losses, "all_labels": _all_labels(records),
+                      "num_examples": read_records_info(records).num_examples,
+                      "weights_finite": all(bool(np.all(np.isfinite(w))) for w in result.model.get_weights())}))
+
+
+def multi_worker_edges(records: str, out: str, weights_file: str, global_batch: str, steps: str) -> None:
+    import glob
+    import os
+
+    from keras_sphereface.training import train
+
+    task = json.loads(os.environ["TF_CONFIG"])
+    workers = len(task["cluster"]["worker"])
+    # tf.data's shard: this worker reads every `workers`-th file of the sorted list, from its index.
+    own_files = sorted(glob.glob(records))[task["task"]["index"]::workers]
+    batches_seen, losses = _record_steps()
+    result = train(_config(records, out, strategy="multi-worker", batch_size=int(global_batch), steps=int(steps)))
+    np.savez(weights_file, *[np.asarray(w) for w in result.model.get_weights()])
+    print(json.dumps({"step": result.step, "batches": batches_seen, "losses": losses,
+                      "own_labels": _all_labels(own_files), "files": [os.path.basename(f) for f in own_files]}))
+
+
 if __name__ == "__main__":
     mode, *arguments = sys.argv[1:]
-    {"mirrored": mirrored, "multi-worker": multi_worker}[mode](*arguments)
+    {"mirrored": mirrored, "multi-worker": multi_worker, "mirrored-edges": mirrored_edges,
+     "multi-worker-edges": multi_worker_edges}[mode](*arguments)

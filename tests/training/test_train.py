@@ -155,6 +155,18 @@ def test_mixed_precision_steps_are_finite_with_float32_logits(tiny, precision):
     assert logits.dtype == tf.float32
 
 
+@pytest.mark.slow
+def test_jit_compiled_steps_match_the_graph_steps(tiny, tmp_path):
+    """XLA changes how the step runs, not what it computes: the same weights, lambda and loss."""
+    graph = train(tiny(steps=4, deterministic=True, out=str(tmp_path / "graph")))
+    xla = train(tiny(steps=4, deterministic=True, jit_compile=True, out=str(tmp_path / "xla")))
+    assert xla.step == 4 and xla.current_lambda == pytest.approx(graph.current_lambda)
+    assert xla.loss == pytest.approx(graph.loss, rel=1e-3)
+    for a, b in zip(_weights(graph.model), _weights(xla.model), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert "jit_compile = true" in (tmp_path / "xla" / "config.toml").read_text()
+
+
 def test_bad_pair_list_is_reported_before_training(tiny, tmp_path, lfw_dir):
     pairs = tmp_path / "pairs.txt"
     same = "Aaron_Peirsol/Aaron_Peirsol_0001.jpg Aaron_Peirsol/Aaron_Peirsol_0002.jpg 1\n"
