@@ -7,7 +7,9 @@ class count run one after another, in rounds, and the median step time is compar
 of the same rounds (ratios, not absolute times, are what carries across noisy machines).
 
 Usage: python bench/heads.py [--classes 10000,100000,1000000] [--batch 64] [--dim 512] [--steps 5]
-       [--rounds 2] [--jit]
+       [--rounds 2] [--jit] [--compare-formulation]
+With `--compare-formulation` every margin head also runs as written before issue 11 (`<name>_before`,
+defined in `bench/margin_heads.py`), in the same rounds.
 Prints one JSON line per class count (`bench/_report.py` header).
 """
 
@@ -25,31 +27,9 @@ HEADS = ("dense_softmax", "a_softmax_m4", "arcface", "cosface", "combined", "nor
 
 
 def _make_head(name: str, classes: int):
-    import keras
+    from margin_heads import make_head  # bench/margin_heads.py (this script's folder is on sys.path)
 
-    from keras_sphereface import layers
-
-    if name == "dense_softmax":
-
-        class DenseHead(keras.layers.Layer):
-            """The baseline: `Dense(classes)` without bias, called like a margin head."""
-
-            def __init__(self, units):
-                super().__init__()
-                self.dense = keras.layers.Dense(units, use_bias=False)
-
-            def call(self, inputs, training=None):
-                return self.dense(inputs[0])
-
-        return DenseHead(classes)
-    return {
-        "a_softmax_m4": lambda: layers.MarginInnerProduct(classes, m=4),
-        "arcface": lambda: layers.ArcFace(classes),
-        "cosface": lambda: layers.CosFace(classes),
-        "combined": lambda: layers.CombinedMargin(classes),
-        "norm_softmax": lambda: layers.NormSoftmax(classes),
-        "sphereface_r": lambda: layers.SphereFaceR(classes),
-    }[name]()
+    return make_head(name, classes)
 
 
 def _worker(head_name: str, classes: int, batch: int, dim: int, steps: int, jit: bool) -> dict:
@@ -95,6 +75,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--compare-formulation", action="store_true",
+                        help="also time every margin head as written before issue 11 (<name>_before)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -105,9 +87,10 @@ def main() -> None:
     from _report import emit
 
     for classes in (int(c) for c in args.classes.split(",")):
-        runs: dict[str, list[dict]] = {head: [] for head in HEADS}
+        heads = HEADS + (tuple(f"{h}_before" for h in HEADS[1:]) if args.compare_formulation else ())
+        runs: dict[str, list[dict]] = {head: [] for head in heads}
         for _ in range(args.rounds):
-            for head in HEADS:
+            for head in heads:
                 runs[head].append(_run_worker(head, classes, args))
         ms, memory, errors = {}, {}, {}
         for head, results in runs.items():

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sphereface.layers.margin_functions import clamp_cosine
+from keras_sphereface.layers.margin_functions import COSINE_EPSILON, clamp_cosine
 
 # The squared norm of an all-zero embedding row is clamped to this before sqrt/division.
 NORM_EPSILON = 1e-12
@@ -27,22 +27,57 @@ def l2_normalize(x, axis: int):
     return x * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
 
 
-def cosine_matmul(x, kernel):
-    """`x @ (kernel / |kernel|_columns)`, without materializing the normalized kernel.
+def inverse_column_norms(kernel, scale: float = 1.0):
+    """`scale / |w_j|` for every column of `kernel`, shape `(1, units)`; safe at zero.
+
+    The gradient is written out: `d(scale / |w_j|) / dw_j = -(scale / |w_j|^3) w_j`, one
+    element-wise multiply over the kernel, where autodiff of `rsqrt(sum(square(w)))` without
+    XLA takes three passes over a `(dim, units)` tensor (broadcast, `2 w`, product). Where the
+    squared norm is clamped to `NORM_EPSILON` the derivative is 0, as for `maximum`.
+
+    Args:
+        kernel: tensor `(dim, units)`.
+        scale: float. Multiplies the result (a head's `s` is folded in here, on `units` values
+            instead of the `(batch_size, units)` logits).
+
+    Returns:
+        Tensor `(1, units)`.
+    """
+
+    @ops.custom_gradient
+    def forward(w):
+        squared = ops.sum(ops.square(w), axis=0, keepdims=True)
+        clamped = ops.maximum(squared, NORM_EPSILON)
+        inverse = scale * ops.rsqrt(clamped)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            coefficient = ops.where(squared >= NORM_EPSILON, -upstream * inverse / clamped, 0.0)
+            return w * ops.cast(coefficient, w.dtype)
+
+        return inverse, grad
+
+    return forward(ops.convert_to_tensor(kernel))
+
+
+def cosine_matmul(x, kernel, scale: float = 1.0):
+    """`scale * x @ (kernel / |kernel|_columns)`, without materializing the normalized kernel.
 
     The column norms scale the `(batch_size, units)` product instead of the `(dim, units)` kernel:
     the same values, one pass over the kernel fewer forward and backward (about 10% of a head's
-    training step at 10,575 classes; `docs/performance.md`).
+    training step at 10,575 classes; `docs/performance.md`). `scale` is folded into the
+    `(1, units)` inverse norms (`inverse_column_norms`), so it costs no pass over the product.
 
     Args:
         x: tensor `(batch_size, dim)`.
         kernel: tensor `(dim, units)`.
+        scale: float. Multiplies every output.
 
     Returns:
-        Tensor `(batch_size, units)`: `x . w_j / |w_j|`.
+        Tensor `(batch_size, units)`: `scale * x . w_j / |w_j|`.
     """
-    squared = ops.sum(ops.square(kernel), axis=0, keepdims=True)
-    return ops.matmul(x, kernel) * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
+    return ops.matmul(x, kernel) * inverse_column_norms(kernel, scale)
 
 
 def row_norm(x):
@@ -79,6 +114,28 @@ def _concrete_values(tensor) -> np.ndarray | None:
 def one_hot_columns(labels, units: int, dtype):
     """`(batch_size, units)` one-hot rows from `(batch_size, 1)` integer labels."""
     return ops.one_hot(ops.reshape(labels, (-1,)), units, dtype=dtype)
+
+
+def add_to_label_columns(logits, labels, values):
+    """`logits` with `values[i]` added to `logits[i, labels[i]]`, by a scatter.
+
+    Only the label column of each row changes. A one-hot `(batch_size, units)` mask multiplied by
+    `values` and added takes three full passes over the logits forward and two backward without
+    XLA; the scatter copies the logits once forward, and its gradient passes through unchanged
+    (`docs/performance.md`).
+
+    Args:
+        logits: tensor `(batch_size, units)`.
+        labels: int32 tensor `(batch_size, 1)` (or `(batch_size,)`), values in `[0, units)`.
+        values: tensor `(batch_size, 1)` (or `(batch_size,)`) in the dtype of `logits`.
+
+    Returns:
+        Tensor `(batch_size, units)`.
+    """
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    rows = ops.cumsum(ops.ones_like(labels)) - 1  # 0..batch_size-1, also for a dynamic batch
+    indices = ops.stack([rows, labels], axis=1)
+    return ops.scatter_update(logits, indices, ops.reshape(values, (-1,)), reduction="add")
 
 
 class MarginHead(keras.layers.Layer):
@@ -263,15 +320,28 @@ class NormalizedHead(MarginHead):
         """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
         return clamp_cosine(cosine_matmul(l2_normalize(embeddings, -1), kernel))
 
+    def scaled_cosines(self, embeddings, kernel):
+        """`s` times the clamped cosines, `(batch_size, units)`: the margin-free logits.
+
+        `s` scales the `(1, units)` inverse column norms and the clamp bounds are `s (1 - eps)`,
+        so neither costs a pass over the logits of its own (equal to `s * cosines(...)` up to
+        float32 rounding).
+        """
+        bound = self.s * (1.0 - COSINE_EPSILON)
+        scaled = cosine_matmul(l2_normalize(embeddings, -1), kernel, scale=self.s)
+        return ops.clip(scaled, -bound, bound)
+
     def plain_logits(self, embeddings, kernel):
-        return self.s * self.cosines(embeddings, kernel)
+        return self.scaled_cosines(embeddings, kernel)
 
     def margin_logits(self, embeddings, kernel, labels):
-        cos_theta = self.cosines(embeddings, kernel)
-        # The margin function runs on the (batch_size, 1) target cosines only.
-        target_cos = ops.take_along_axis(cos_theta, labels, axis=1)
-        delta = self.target_logit(target_cos) - target_cos
-        return self.s * (cos_theta + one_hot_columns(labels, self.units, delta.dtype) * delta)
+        logits = self.scaled_cosines(embeddings, kernel)
+        # The margin function runs on the (batch_size, 1) target cosines only, and the scatter
+        # changes only the target column. `target / s` is the clamped cosine up to one rounding
+        # step (exact for s a power of two), far from +-1 where arccos or sqrt would break.
+        target = ops.take_along_axis(logits, labels, axis=1)
+        delta = self.s * self.target_logit(target / self.s) - target
+        return add_to_label_columns(logits, labels, delta)
 
     def target_logit(self, cos_theta):
         """The target column's value before scaling by `s`, e.g. `cos(theta + m)` for ArcFace.

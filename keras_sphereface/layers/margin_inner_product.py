@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_sphereface.layers.base import (
     MarginHead,
+    add_to_label_columns,
     check_non_negative,
     check_positive,
     cosine_matmul,
@@ -177,7 +178,7 @@ def _a_softmax_logits(embeddings, kernel, labels, lam, m):
     target_inner = ops.take_along_axis(inner, labels, axis=1)  # x . w_y, (batch, 1)
     cos_theta = clamp_cosine(target_inner / norm)
     target = (lam * target_inner + norm * chebyshev_psi(cos_theta, m)) / (1.0 + lam)
-    return inner + one_hot_columns(labels, inner.shape[-1], inner.dtype) * (target - target_inner)
+    return add_to_label_columns(inner, labels, target - target_inner)
 
 
 def _caffe_backward_logits(embeddings, kernel, labels, lam, m):
