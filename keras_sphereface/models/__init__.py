@@ -22,6 +22,7 @@ from keras_sphereface.models.complexity import count_macs
 from keras_sphereface.models.conversion import convert_checkpoint
 from keras_sphereface.models.iresnet import IResNet, IResNet18, IResNet34, IResNet50, IResNet100
 from keras_sphereface.models.mobilefacenet import MobileFaceNet
+from keras_sphereface.models.prelu import PReLU
 from keras_sphereface.models.register import register_weights
 from keras_sphereface.models.registry import get_entry, load_registry
 from keras_sphereface.models.resolver import fetch_weights
@@ -40,6 +41,7 @@ __all__ = [
     "IResNet100",
     "MobileFaceNet",
     "ModelSpec",
+    "PReLU",
     "Sphere4",
     "Sphere10",
     "Sphere20",

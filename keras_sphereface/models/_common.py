@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_sphereface.models.prelu import PReLU
+
 
 def check_input_shape(input_shape: Sequence[int], minimum: int, divisor: int, name: str) -> tuple:
     """Validates a `(height, width, 3)` input shape and returns it as a tuple.
@@ -60,7 +62,10 @@ def float32_embedding(x, name: str = "embedding"):
 
 
 def prelu(name: str, init: float = 0.25):
-    """Per-channel PReLU (one slope per channel, shared over height and width), slopes start at 0.25."""
-    return keras.layers.PReLU(
+    """Per-channel PReLU (one slope per channel, shared over height and width), slopes start at 0.25.
+
+    `keras_sphereface.models.prelu.PReLU`: Keras' layer with a cheaper training gradient.
+    """
+    return PReLU(
         alpha_initializer=keras.initializers.Constant(init), shared_axes=[1, 2], name=name
     )
