@@ -11,7 +11,8 @@ in `<out>/checkpoints`): the training model (backbone, head and the head's `iter
 optimizer (momentum slots, its iteration count, the learning-rate variable and, under loss
 scaling, the scale and its counter), `global_step`, and, when the run has one worker, the
 input position: the pass over the records (`data_epoch`; each pass is a `tf.data` pipeline
-seeded by `epoch_seed`) and its iterator (file order, shuffle buffer, augmentation seeds). A run started again with
+seeded by `epoch_seed`) and its iterator (file order, shuffle buffer, augmentation seeds). With
+several workers each worker writes its own input position beside it (`_WorkerInputs`). A run started again with
 the same `out` restores the newest complete checkpoint and continues exactly where it
 stopped: a resumed run ends with the weights of an uninterrupted one (under
 `deterministic=True`).
@@ -47,7 +48,7 @@ from keras_sphereface.training.config import TrainConfig, config_to_toml
 from keras_sphereface.training.distribute import Placement, make_placement
 from keras_sphereface.training.heads import learning_rate_at, make_head
 from keras_sphereface.utils.atomic import atomic_path, atomic_write
-from keras_sphereface.utils.disk import WriteError, as_write_error
+from keras_sphereface.utils.disk import WriteError, as_write_error, clear_write_errors
 from keras_sphereface.version import __version__
 
 CHECKPOINT_DIR = "checkpoints"
@@ -419,18 +420,17 @@ class _Input:
     (`epoch`) and the position inside it (the iterator: file order, shuffle buffer, seeds).
     """
 
-    def __init__(self, make_dataset, seed: int, local_replicas: int, checkpoint_input: bool):
+    def __init__(self, make_dataset, seed: int, local_replicas: int):
         self.make_dataset, self.seed, self.local = make_dataset, seed, local_replicas
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-        self.checkpoint_input = checkpoint_input
-        self.checkpoint: tf.train.Checkpoint | None = None
+        self.checkpoint: tf.train.Checkpoint | None = None  # the one that tracks `input` (the iterator)
         self.iterator = None
 
     def start(self, epoch: int) -> None:
         """Opens the iterator of pass `epoch` (and puts it in the checkpoint)."""
         self.epoch.assign(epoch)
         self.iterator = iter(self.make_dataset(epoch_seed(self.seed, epoch)))
-        if self.checkpoint is not None and self.checkpoint_input:
+        if self.checkpoint is not None:
             self.checkpoint.input = self.iterator
 
     def next_batches(self) -> list:
@@ -443,6 +443,53 @@ class _Input:
                     break
                 self.start(int(self.epoch.numpy()) + 1)
         raise RecordsError("The training records give no full batch in a pass; lower batch_size.")
+
+
+class _WorkerInputs:
+    """A multi-worker run's input position: each worker's own `tf.data` iterator beside the checkpoints.
+
+    Each worker reads its own files, so its iterator and pass are its own and not in the chief's
+    checkpoint. At every checkpoint step each worker writes them to
+    `<out>/checkpoints/inputs/workers-<W>/worker-<i>/input-<step>` (on the file system that all
+    workers already restore the chief's checkpoints from); a resumed run restores the one of the
+    restored step. `W`, the number of workers, is in the path because the files a worker reads
+    depend on it: a run resumed with another cluster size starts fresh passes instead.
+    """
+
+    KEY = "data_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+    def __init__(self, inputs: _Input, checkpoint_dir: Path, placement: Placement, keep: int):
+        self.inputs, self.keep = inputs, keep
+        workers, index = placement.num_workers, placement.worker_index
+        self.folder = checkpoint_dir / "inputs" / f"workers-{workers}" / f"worker-{index}"
+        self.checkpoint: tf.train.Checkpoint | None = None
+
+    def path(self, step: int) -> str:
+        return str(self.folder / f"input-{step}")
+
+    def find(self, step: int) -> str | None:
+        """The complete input checkpoint of `step` (its index is written last), or None."""
+        path = self.path(step)
+        return path if _checkpoint_is_complete(path) else None
+
+    def track(self) -> None:
+        """Starts tracking the current iterator (after `inputs.start`)."""
+        self.checkpoint = tf.train.Checkpoint(data_epoch=self.inputs.epoch, input=self.inputs.iterator)
+        self.inputs.checkpoint = self.checkpoint
+
+    def restore(self, path: str) -> None:
+        """Restores pass and iterator from `path`; every value in it must find its object."""
+        self.checkpoint.restore(path).assert_nontrivial_match()  # (write() keeps no save_counter)
+
+    def save(self, step: int) -> None:
+        """Writes this worker's position at `step` and keeps the newest `keep` of them."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.checkpoint.write(self.path(step))
+        steps = sorted(int(p.name[len("input-"):-len(".index")]) for p in self.folder.glob("input-*.index"))
+        for old in steps[:-self.keep]:
+            for leftover in self.folder.glob(f"input-{old}.*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -522,29 +569,42 @@ def train(config: TrainConfig) -> TrainResult:
             global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         single_worker = placement.num_workers == 1
         inputs = _Input(lambda input_seed: _make_dataset(config, spec, records, placement, input_seed), seed,
-                        placement.local_replicas, checkpoint_input=single_worker)
+                        placement.local_replicas)
+        worker_inputs = None if single_worker else _WorkerInputs(inputs, checkpoint_dir, placement,
+                                                                 config.keep_checkpoints)
         latest = latest_complete_checkpoint(checkpoint_dir) if config.resume else None
-        start_epoch = 0
+        start_epoch, input_file, input_note = 0, None, ""
         if latest is not None:
             reader = tf.train.load_checkpoint(latest)
-            key = "data_epoch/.ATTRIBUTES/VARIABLE_VALUE"
-            step_key = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
-            # One worker: continue the pass the checkpoint was in. Several: inputs are per worker
-            # and not checkpointed, so a resumed run starts a pass of its own (seeded by the step).
-            start_epoch = int(reader.get_tensor(key)) if single_worker and reader.has_tensor(key) \
-                else int(reader.get_tensor(step_key))
+            latest_step = int(reader.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+            if single_worker:  # continue the pass the checkpoint was in
+                if reader.has_tensor(_WorkerInputs.KEY):
+                    start_epoch = int(reader.get_tensor(_WorkerInputs.KEY))
+            else:
+                input_file = worker_inputs.find(latest_step)
+                if input_file is not None:
+                    start_epoch = int(tf.train.load_checkpoint(input_file).get_tensor(_WorkerInputs.KEY))
+                else:  # written by another cluster size, or lost: a pass of its own, seeded by the step
+                    start_epoch = latest_step
+                    input_note = (f"; worker {placement.worker_index} has no input position of step {latest_step} "
+                                  f"for {placement.num_workers} workers, so it starts a new pass over its files")
         inputs.start(start_epoch)
         trackables = {"model": model, "optimizer": optimizer, "global_step": global_step}
         if single_worker:
             trackables.update(data_epoch=inputs.epoch, input=inputs.iterator)
         checkpoint = tf.train.Checkpoint(**trackables)
-        inputs.checkpoint = checkpoint
+        if single_worker:
+            inputs.checkpoint = checkpoint
+        else:
+            worker_inputs.track()
         manager = tf.train.CheckpointManager(checkpoint, str(save_dir), max_to_keep=config.keep_checkpoints,
                                              step_counter=global_step, checkpoint_name="ckpt")
 
         resumed_from = None
         if latest is not None:
             checkpoint.restore(latest).assert_existing_objects_matched()
+            if input_file is not None:
+                worker_inputs.restore(input_file)
             resumed_from = int(global_step.numpy())
         elif chief and (checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir())) and not config.resume:
             shutil.rmtree(checkpoint_dir)
@@ -562,14 +622,14 @@ def train(config: TrainConfig) -> TrainResult:
             logger.message(f"Validation pairs: {len(pair_problems)} problem(s); the pairs they touch are left out: "
                            + "; ".join(pair_problems[:10]))
         if resumed_from is not None:
-            logger.message(_resume_message(latest, resumed_from, steps_per_epoch, head))
+            logger.message(_resume_message(latest, resumed_from, steps_per_epoch, head) + input_note)
         elif chief:
             logger.message(f"Training {spec.name} + {config.head} on {records.num_classes} classes "
                            f"({records.num_examples or '?'} images), {placement.kind} strategy with "
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
                            f"output in {out}")
         return _run(config, spec, placement, model, backbone, head, optimizer, global_step, step_fn, manager,
-                    logger, resumed_from, steps_per_epoch, total_steps, out, work_dir)
+                    logger, resumed_from, steps_per_epoch, total_steps, out, work_dir, worker_inputs)
     except tf.errors.InvalidArgumentError as error:
         text = str(error)
         if "num_classes" in text and "label" in text:
@@ -648,7 +708,7 @@ def _make_train_step(config, model, optimizer, global_step, inputs: _Input, plac
 
 
 def _run(config, spec, placement, model, backbone, head, optimizer, global_step, train_step, manager, logger,
-         resumed_from, steps_per_epoch, total_steps, out, work_dir) -> TrainResult:
+         resumed_from, steps_per_epoch, total_steps, out, work_dir, worker_inputs=None) -> TrainResult:
     chief = placement.is_chief
     step = int(global_step.numpy())
     started = time.perf_counter()
@@ -679,6 +739,9 @@ def _run(config, spec, placement, model, backbone, head, optimizer, global_step,
             if clear is None:
                 raise
             raise clear.with_hint(_kept_checkpoint_hint(manager.directory, number)) from error
+        if worker_inputs is not None:
+            with clear_write_errors(worker_inputs.folder):
+                worker_inputs.save(number)
         if not chief:
             return None
         return path

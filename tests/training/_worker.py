@@ -9,6 +9,9 @@
         Two logical CPU devices, MirroredStrategy: tries a batch size that is not a multiple of
         the replicas, then trains STEPS steps recording every step's per-replica batches (sizes,
         labels, pass), the loss of every step and the labels of all records; prints one JSON line.
+    python -m tests.training._worker multi-worker-steps RECORDS OUT_DIR WEIGHTS_NPZ STEPS
+        One worker of the cluster in TF_CONFIG: trains, or resumes, to STEPS steps (a checkpoint
+        every 2), saves its final weights, prints one JSON line.
     python -m tests.training._worker multi-worker-edges RECORDS OUT_DIR WEIGHTS_NPZ GLOBAL_BATCH STEPS
         One worker of the cluster in TF_CONFIG: trains STEPS steps recording the same figures for
         its own batches, saves its final weights, prints one JSON line.
@@ -144,7 +147,16 @@ def multi_worker_edges(records: str, out: str, weights_file: str, global_batch: 
                       "own_labels": _all_labels(own_files), "files": [os.path.basename(f) for f in own_files]}))
 
 
+def multi_worker_steps(records: str, out: str, weights_file: str, steps: str) -> None:
+    """Trains (or resumes) to STEPS global steps with a checkpoint every 2; saves weights, prints the run."""
+    from keras_sphereface.training import train
+
+    result = train(_config(records, out, strategy="multi-worker", steps=int(steps), checkpoint_every=2))
+    np.savez(weights_file, *[np.asarray(w) for w in result.model.get_weights()])
+    print(json.dumps({"step": result.step, "resumed_from": result.resumed_from, "loss": result.loss}))
+
+
 if __name__ == "__main__":
     mode, *arguments = sys.argv[1:]
     {"mirrored": mirrored, "multi-worker": multi_worker, "mirrored-edges": mirrored_edges,
-     "multi-worker-edges": multi_worker_edges}[mode](*arguments)
+     "multi-worker-edges": multi_worker_edges, "multi-worker-steps": multi_worker_steps}[mode](*arguments)

@@ -84,3 +84,41 @@ def test_two_workers_train_to_identical_weights(lfw_records, tmp_path):
     assert (out / "final.weights.h5").is_file() and (out / "checkpoints").is_dir()
     assert sorted(p.name for p in Path(out).iterdir()) == sorted(
         ["checkpoints", "config.toml", "final.keras", "final.weights.h5", "logs", "metrics.csv"])
+
+
+def _run_two_workers(records: str, out: Path, weights_prefix: Path, steps: int) -> list[dict]:
+    """Both workers of a 2-worker cluster on 127.0.0.1 train (or resume) `out` to `steps` steps."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            command = [sys.executable, "-m", "tests.training._worker", "multi-worker-steps", records, str(out),
+                       f"{weights_prefix}{index}.npz", str(steps)]
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                              env=_env(TF_CONFIG=tf_config), cwd=REPO_ROOT))
+        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    return [_last_json(stdout) for stdout, _ in outputs]
+
+
+def test_resumed_two_worker_run_restores_each_workers_input_position(lfw_records, tmp_path):
+    straight = _run_two_workers(lfw_records, tmp_path / "straight", tmp_path / "straight", 8)
+    first = _run_two_workers(lfw_records, tmp_path / "resumed", tmp_path / "first", 5)
+    second = _run_two_workers(lfw_records, tmp_path / "resumed", tmp_path / "second", 8)
+    assert [r["step"] for r in straight + first + second] == [8, 8, 5, 5, 8, 8]
+    assert [r["resumed_from"] for r in second] == [5, 5]
+    # Each worker wrote its own position (pass and iterator) beside the chief's checkpoints.
+    inputs = tmp_path / "resumed" / "checkpoints" / "inputs" / "workers-2"
+    assert all((inputs / f"worker-{i}" / "input-5.index").is_file() for i in range(2))
+    # The same examples in the same order after the restart: the weights of the uninterrupted run.
+    for index in range(2):
+        expected, resumed = np.load(tmp_path / f"straight{index}.npz"), np.load(tmp_path / f"second{index}.npz")
+        for key in expected.files:
+            np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-5, atol=1e-6)
