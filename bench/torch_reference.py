@@ -18,6 +18,7 @@ import math
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,25 +83,45 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10572)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: keep the default)")
+    parser.add_argument("--warmup", type=int, default=1, help="Untimed steps first.")
+    parser.add_argument("--batch-file", help="An .npz with uint8 `images` (N, 112, 96, 3) and `labels` to step on "
+                        "(as bench/train_step.py writes); default: uniform noise and random labels.")
+    parser.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16), as mixed_bfloat16.")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="torch.channels_last memory format for the network and its input (oneDNN's NHWC path).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Denormal floats are flushed to zero, as TensorFlow's CPU kernels do: without it small bfloat16
+    # gradients can slow PyTorch's CPU step several times over.
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     net, head = SphereNet(), ASoftmax(512, args.classes)
     decay = [p for n, p in net.named_parameters() if p.dim() > 1] + [head.weight]
     no_decay = [p for n, p in net.named_parameters() if p.dim() <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0}],
                                 lr=0.01, momentum=0.9)
-    images = torch.rand(args.batch, 3, 112, 96) * 2 - 1
-    labels = torch.randint(0, args.classes, (args.batch,))
+    if args.batch_file:
+        batch = np.load(args.batch_file)
+        pixels = torch.from_numpy(batch["images"][: args.batch].astype(np.float32)).permute(0, 3, 1, 2)
+        images = ((pixels - 127.5) / 128.0).contiguous()
+        labels = torch.from_numpy(batch["labels"][: args.batch].astype(np.int64))
+    else:
+        images = torch.rand(args.batch, 3, 112, 96) * 2 - 1
+        labels = torch.randint(0, args.classes, (args.batch,))
+    if args.channels_last:
+        net, images = net.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
     times = []
-    for step in range(args.steps + 1):
+    for step in range(args.warmup + args.steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(head(net(images), labels), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            embeddings = net(images)
+        # The head and the loss in float32, as keras_sphereface computes its heads.
+        loss = nn.functional.cross_entropy(head(embeddings.float(), labels), labels)
         loss.backward()
         optimizer.step()
-        if step:  # the first step warms up
+        if step >= args.warmup:
             times.append(time.perf_counter() - start)
     print(json.dumps({"framework": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "images_per_s": round(args.batch / statistics.median(times), 2),
