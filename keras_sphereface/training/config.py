@@ -195,9 +195,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
-        for name in ("jit_compile",):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}")
+        if not isinstance(self.jit_compile, bool):
+            raise ValueError(f"`jit_compile` must be true or false. Received: jit_compile={self.jit_compile!r}")
         if self.steps is not None and self.epochs is not None:
             raise ValueError(f"Set `steps` or `epochs`, not both. Received: steps={self.steps}, "
                              f"epochs={self.epochs}")

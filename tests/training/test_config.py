@@ -91,6 +91,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
         ({"batch_size": 0}, "batch_size"),
         ({"lr_boundaries": [10, 5]}, "lr_boundaries"),
         ({"on_nan": "ignore"}, "on_nan"),
+        ({"jit_compile": "yes"}, "jit_compile"),
         ({"validate_pairs": "p.txt"}, "validate_data"),
         ({"nonsense": 1}, "nonsense"),
     ],
