@@ -229,18 +229,24 @@ def test_sigkill_at_many_points_then_the_same_command_ends_with_the_uninterrupte
               f"{time.monotonic() - started:.0f} s")
 
 
+def _error_line(run) -> str:
+    """The one `Error:` line of a run that failed with exit status 1 and no traceback."""
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, run.stderr[-3000:]
+    return errors[0]
+
+
 def test_disk_full_during_a_checkpoint_write_keeps_the_earlier_ones(setup):
     root, args = setup
     out = root / "disk_full"
     # After 2 checkpoints (steps 2 and 4) no file may grow past 1 MB: checkpoint 6 (13 MB) cannot be written.
     full = _run(_harness(["--fsize-after-saves", "2", "--fsize-limit", str(1_000_000)], args, out))
-    assert full.returncode == 1, full.stdout[-3000:] + full.stderr[-3000:]
-    assert "Traceback" not in full.stderr, full.stderr[-3000:]
-    error = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1, full.stderr[-3000:]
-    assert f"Could not write {out / 'checkpoints'}: disk full (file too large" in error[0]
-    assert "Checkpoint 6 was not saved" in error[0] and "earlier checkpoints are kept" in error[0]
-    assert "ckpt-4, step 4" in error[0] and "run the same command again to resume from step 4" in error[0]
+    error = _error_line(full)
+    assert f"Could not write {out / 'checkpoints'}: disk full (file too large" in error
+    assert "Checkpoint 6 was not saved" in error and "earlier checkpoints are kept" in error
+    assert "ckpt-4, step 4" in error and "run the same command again to resume from step 4" in error
     # What was written before stays valid: ckpt-4 is the newest complete one and reads back; no partial leftovers.
     assert _check_checkpoints(out) == 4
     assert not list((out / "checkpoints").glob("ckpt-6*"))
@@ -259,11 +265,9 @@ def test_disk_full_while_writing_the_final_model_keeps_the_last_checkpoint(setup
     out = root / "disk_full_final"
     # 6 checkpoints in the loop + the one at step 14, then the 1 MB limit: final.keras (6.5 MB) cannot be written.
     full = _run(_harness(["--fsize-after-saves", "7", "--fsize-limit", str(1_000_000)], args, out))
-    assert full.returncode == 1, full.stdout[-3000:] + full.stderr[-3000:]
-    assert "Traceback" not in full.stderr, full.stderr[-3000:]
-    error = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and f"Could not write {out / 'final.keras'}: disk full" in error[0], full.stderr[-3000:]
-    assert f"checkpoint of step {STEPS} is kept" in error[0] and "run the same command again" in error[0]
+    error = _error_line(full)
+    assert f"Could not write {out / 'final.keras'}: disk full" in error, full.stderr[-3000:]
+    assert f"checkpoint of step {STEPS} is kept" in error and "run the same command again" in error
     assert _check_checkpoints(out) == STEPS
     assert not (out / "final.keras").exists() and not list(out.glob(".final.*"))
     again = _run(_ksf(args, out))

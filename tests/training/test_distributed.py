@@ -55,16 +55,19 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def test_two_workers_train_to_identical_weights(lfw_records, tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    out = tmp_path / "run"
+def run_worker_pair(mode: str, records: str, out: Path, weights_prefix: Path, *extra: str) -> list[tuple]:
+    """Runs `tests.training._worker MODE RECORDS OUT WEIGHTS_PREFIX<i>.npz *extra` as both workers of a
+    2-worker cluster on 127.0.0.1; returns `(returncode, stdout, stderr)` of each.
+
+    A hang (a worker waiting in a collective for a step the other never runs) fails at the timeout.
+    """
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            command = [sys.executable, "-m", "tests.training._worker", "multi-worker", lfw_records, str(out),
-                       str(tmp_path / f"weights{index}.npz")]
+            command = [sys.executable, "-m", "tests.training._worker", mode, records, str(out),
+                       f"{weights_prefix}{index}.npz", *extra]
             processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                               env=_env(TF_CONFIG=tf_config), cwd=REPO_ROOT))
         outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
@@ -73,8 +76,13 @@ def test_two_workers_train_to_identical_weights(lfw_records, tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
-    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
+    return [(process.returncode, stdout, stderr) for process, (stdout, stderr) in zip(processes, outputs, strict=True)]
+
+
+def test_two_workers_train_to_identical_weights(lfw_records, tmp_path):
+    out = tmp_path / "run"
+    for returncode, stdout, stderr in run_worker_pair("multi-worker", lfw_records, out, tmp_path / "weights"):
+        assert returncode == 0, stderr[-3000:]
         assert _last_json(stdout)["step"] == 3
     first, second = (np.load(tmp_path / f"weights{i}.npz") for i in range(2))
     assert len(first.files) == len(second.files) > 0
@@ -87,25 +95,12 @@ def test_two_workers_train_to_identical_weights(lfw_records, tmp_path):
 
 
 def _run_two_workers(records: str, out: Path, weights_prefix: Path, steps: int) -> list[dict]:
-    """Both workers of a 2-worker cluster on 127.0.0.1 train (or resume) `out` to `steps` steps."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            command = [sys.executable, "-m", "tests.training._worker", "multi-worker-steps", records, str(out),
-                       f"{weights_prefix}{index}.npz", str(steps)]
-            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                              env=_env(TF_CONFIG=tf_config), cwd=REPO_ROOT))
-        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
-    return [_last_json(stdout) for stdout, _ in outputs]
+    """Both workers train (or resume) `out` to `steps` steps; returns each worker's JSON line."""
+    results = []
+    for returncode, stdout, stderr in run_worker_pair("multi-worker-steps", records, out, weights_prefix, str(steps)):
+        assert returncode == 0, stderr[-3000:]
+        results.append(_last_json(stdout))
+    return results
 
 
 def test_resumed_two_worker_run_restores_each_workers_input_position(lfw_records, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.data.helpers import copy_people
 from tests.training.conftest import IMAGES_PER_PERSON, NUM_PEOPLE
-from tests.training.test_distributed import TIMEOUT_S, _env, _free_ports, _last_json
+from tests.training.test_distributed import TIMEOUT_S, _env, _last_json, run_worker_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf_backend]
 
@@ -83,24 +83,7 @@ def three_shard_records(lfw_dir, tmp_path_factory):
 
 
 def _run_workers(mode_args: list[str], records: str, tmp_path) -> list[tuple[int, str, str]]:
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            command = [sys.executable, "-m", "tests.training._worker", "multi-worker-edges", records,
-                       str(tmp_path / "run"), str(tmp_path / f"weights{index}.npz"), *mode_args]
-            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                              env=_env(TF_CONFIG=tf_config), cwd=REPO_ROOT))
-        # A hang (a worker waiting in a collective for a step the other never runs) fails here.
-        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
-    return [(process.returncode, stdout, stderr) for process, (stdout, stderr) in zip(processes, outputs, strict=True)]
+    return run_worker_pair("multi-worker-edges", records, tmp_path / "run", tmp_path / "weights", *mode_args)
 
 
 def test_two_workers_with_unequal_shards_stay_in_step(three_shard_records, tmp_path):
