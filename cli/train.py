@@ -79,11 +79,8 @@ def train(tfrecords, recipe, model, head, weights, batch_size, steps, epochs, lr
             time_limit_minutes=time_limit_minutes, on_nan=on_nan, tag=tag, progress=False if no_progress else None,
         )
         result = run_training(config)
-    except NonFiniteLossError as error:
-        raise click.ClickException(str(error)) from error
-    except WriteError as error:  # disk full / read-only output: names the folder and what is kept
-        raise click.ClickException(str(error)) from error
-    except (ValueError, FileNotFoundError) as error:
+    # Each names what failed and what to do: a NaN step, a full disk (what is kept), bad options or records.
+    except (NonFiniteLossError, WriteError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     if result.interrupted:
         sys.exit(SIGNAL_EXIT[result.stopped])
