@@ -3,6 +3,8 @@
 Paths (each includes the `(x - 127.5) / 128` scaling and the L2 normalization, as served):
     keras_predict   `model.predict` of the Keras model (what a first try looks like);
     keras_compiled  one `tf.function` around the Keras model (`keras_sphereface.inference` style);
+    keras_folded    the same around `fold_batch_norms(model)` (BatchNormalization folded into the
+                    convolutions, as the exports serve it): the before/after of the folding;
     savedmodel      `serving_default` of the `ksf export` SavedModel (what TF Serving runs);
     tflite          the TFLite export through `tf.lite.Interpreter`;
     onnxruntime     the ONNX export through ONNX Runtime;
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-PATHS = ("keras_predict", "keras_compiled", "savedmodel", "tflite", "onnxruntime", "pytorch")
+PATHS = ("keras_predict", "keras_compiled", "keras_folded", "savedmodel", "tflite", "onnxruntime", "pytorch")
 NPZ = "mobilefacenet-casia/mobilefacenet_casia_arcface.npz"
 
 
@@ -84,10 +86,12 @@ def _load(path: str, exports: Path, threads: int):
     if path == "savedmodel":
         serve = tf.saved_model.load(str(exports / "mobilefacenet" / "1")).signatures["serving_default"]
         return lambda images: serve(images=tf.constant(images))["embedding"].numpy()
-    from keras_sphereface.models import MobileFaceNet
+    from keras_sphereface.models import MobileFaceNet, fold_batch_norms
     from keras_sphereface.models.preprocessing import scale_pixels
 
     model = MobileFaceNet(weights="casia")
+    if path == "keras_folded":
+        model = fold_batch_norms(model)
     if path == "keras_predict":
         return lambda images: tf.math.l2_normalize(model.predict(scale_pixels(images), verbose=0), axis=1).numpy()
 

@@ -36,12 +36,14 @@ class ServingFunctions:
     """
 
     def __init__(self, resolved: ResolvedModel, flip_fusion: str = "none", threshold: float | None = None):
+        from keras_sphereface.models.folding import fold_batch_norms
         from keras_sphereface.models.preprocessing import get_preprocessing
 
         if flip_fusion not in FLIP_FUSIONS:
             raise ValueError(f"flip_fusion must be one of {list(FLIP_FUSIONS)}. Received: flip_fusion={flip_fusion!r}")
         self.resolved = resolved
-        self.model = resolved.model
+        # Served folded: each BatchNormalization after a convolution is part of its kernel and bias.
+        self.model = fold_batch_norms(resolved.model)
         self.flip_fusion = flip_fusion
         self.threshold = threshold
         self.height, self.width = resolved.input_size

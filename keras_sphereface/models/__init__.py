@@ -10,7 +10,8 @@ Builders (keras.applications style: `weights=None | tag | path`, `input_shape`, 
 family, input size, preprocessing, checkpoint layout). Every model takes aligned RGB faces
 preprocessed by its family's `preprocess_input` (`preprocessing.scale_pixels`, `(x - 127.5) / 128`)
 and returns float32 embeddings `(batch_size, embedding_dim)`. `build_training_model(backbone, head)`
-joins a backbone and a margin head for `fit`.
+joins a backbone and a margin head for `fit`; `fold_batch_norms(backbone)` is its inference copy with
+each BatchNormalization folded into the convolution before it (what the export serves).
 
 Weights: `registry` (the shipped `registry.json` plus your own tags), `store` (cache, checksums,
 downloads), `resolver` (`weights=` -> verified file), `convert` (other frameworks' checkpoints),
@@ -20,6 +21,7 @@ downloads), `resolver` (`weights=` -> verified file), `convert` (other framework
 from keras_sphereface.models import iresnet, mobilefacenet, sphere, zoo
 from keras_sphereface.models.complexity import count_macs
 from keras_sphereface.models.conversion import convert_checkpoint
+from keras_sphereface.models.folding import fold_batch_norms
 from keras_sphereface.models.iresnet import IResNet, IResNet18, IResNet34, IResNet50, IResNet100
 from keras_sphereface.models.mobilefacenet import MobileFaceNet
 from keras_sphereface.models.prelu import PReLU
@@ -54,6 +56,7 @@ __all__ = [
     "convert_checkpoint",
     "count_macs",
     "fetch_weights",
+    "fold_batch_norms",
     "get_entry",
     "get_model_spec",
     "iresnet",
