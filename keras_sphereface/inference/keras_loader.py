@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from keras_sphereface.inference.embedder import Embedder
+from keras_sphereface.models.folding import fold_batch_norms
 
 
 def keras_fingerprint(model) -> str:
@@ -33,7 +34,10 @@ def keras_fingerprint(model) -> str:
 def keras_embedder(model, preprocess: str = "ksf", batch_size: int = 64) -> Embedder:
     """Wraps a Keras model that maps `(batch, height, width, 3)` to `(batch, dim)` embeddings.
 
-    Batches are padded to `batch_size` so the compiled predict function is traced once.
+    Batches are padded to `batch_size` so the compiled predict function is traced once. The
+    network runs with its BatchNormalizations folded into the convolutions before them
+    (`keras_sphereface.models.fold_batch_norms`: the same embeddings, fewer ops per call); the
+    fingerprint is that of `model` as given.
 
     Args:
         model: `keras.Model`. Its input must be `(None, height, width, 3)`.
@@ -53,11 +57,13 @@ def keras_embedder(model, preprocess: str = "ksf", batch_size: int = 64) -> Embe
             f"known size. Received: input_shape={shape}"
         )
 
+    served = fold_batch_norms(model)
+
     def predict(x):
         count = x.shape[0]
         if count < batch_size:
             x = np.concatenate([x, np.zeros((batch_size - count, *x.shape[1:]), x.dtype)])
-        return np.asarray(model.predict_on_batch(x))[:count]
+        return np.asarray(served.predict_on_batch(x))[:count]
 
     return Embedder(
         predict,
