@@ -32,6 +32,7 @@ __all__ = [
     "load_image_rgb",
     "read_landmarks",
     "similarity_transform",
+    "template_for_size",
     "template_size",
     "transform_points",
 ]
@@ -79,6 +80,14 @@ def template_size(name: str) -> tuple[int, int]:
     if key not in TEMPLATES:
         raise ValueError(f"Unknown alignment template; expected one of {sorted(TEMPLATES)}. Received: name={name!r}")
     return tuple(TEMPLATES[key][1])
+
+
+def template_for_size(input_size: tuple[int, int]) -> str:
+    """The template whose native crop is `input_size` (`(height, width)`), else `"sphereface"`.
+
+    112x112 gives `"arcface"`, 112x96 and any other size `"sphereface"` (scaled to the size).
+    """
+    return next((name for name, (_, size) in TEMPLATES.items() if tuple(size) == tuple(input_size)), "sphereface")
 
 
 #: Directions of the least-squares fit (see `alignment_transform`).

@@ -83,10 +83,10 @@ def _normalization(key: str) -> str:
 
 
 def _alignment_template(input_size: tuple[int, int], template: str | None) -> tuple[str, list]:
-    from keras_sphereface.data.align import TEMPLATES, get_template
+    from keras_sphereface.data.align import get_template, template_for_size
 
     if template is None:
-        template = next((n for n, (_, size) in TEMPLATES.items() if tuple(size) == tuple(input_size)), "sphereface")
+        template = template_for_size(input_size)
     # 4 decimals, as the templates are published (float32 would print as 30.294599533081055).
     return template, [[round(float(v), 4) for v in point] for point in get_template(template, input_size)]
 

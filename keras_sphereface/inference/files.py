@@ -78,12 +78,6 @@ class FaceModel:
             raise FaceError(str(error)) from error
 
 
-def _template_for(input_size: tuple[int, int]) -> str:
-    from keras_sphereface.data.align import TEMPLATES
-
-    return next((name for name, (_, size) in TEMPLATES.items() if tuple(size) == tuple(input_size)), "sphereface")
-
-
 def open_face_model(model, weights: str | None = None, batch_size: int = 32) -> FaceModel:
     """Loads a model for `embed_files` / `verify_pair`.
 
@@ -101,6 +95,7 @@ def open_face_model(model, weights: str | None = None, batch_size: int = 32) -> 
         ContractError: an export without (valid) contract, or not a SavedModel export.
         ValueError, FileNotFoundError: unknown model, weights with a file, missing path.
     """
+    from keras_sphereface.data.align import template_for_size
     from keras_sphereface.inference.load import load_embedder
 
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
@@ -122,7 +117,7 @@ def open_face_model(model, weights: str | None = None, batch_size: int = 32) -> 
     embedder = load_embedder(model, weights=weights, batch_size=batch_size)
     size = tuple(embedder.input_size)
     name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
-    return FaceModel(embedder, size, _template_for(size), None, f"model {name}")
+    return FaceModel(embedder, size, template_for_size(size), None, f"model {name}")
 
 
 def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:

@@ -53,6 +53,12 @@ def test_template_scaling_is_uniform_and_centred():
     assert narrow[:, 0].min() > 0 and narrow[:, 0].max() < 95
 
 
+def test_template_for_size_picks_the_native_template():
+    assert align.template_for_size((112, 112)) == "arcface"
+    assert align.template_for_size((112, 96)) == "sphereface"
+    assert align.template_for_size((160, 128)) == "sphereface"  # no native match: scaled SphereFace
+
+
 def test_unknown_template_and_bad_size():
     with pytest.raises(ValueError, match=r"Unknown alignment template.*Received: name='vggface'"):
         align.get_template("vggface")
