@@ -133,15 +133,14 @@ def _can_absorb(layer) -> bool:
 
 def _folded_weights(layer, norm) -> list[np.ndarray]:
     """`[kernel', bias']` of `layer` with `norm` folded in (computed in float64, returned float32)."""
-    kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), "float64")
-    channels = norm.moving_mean.shape[-1]
-    bias = np.asarray(keras.ops.convert_to_numpy(layer.bias), "float64") if layer.use_bias else np.zeros(channels)
-    mean = np.asarray(keras.ops.convert_to_numpy(norm.moving_mean), "float64")
-    variance = np.asarray(keras.ops.convert_to_numpy(norm.moving_variance), "float64")
-    gamma = np.asarray(keras.ops.convert_to_numpy(norm.gamma), "float64") if norm.scale else 1.0
-    beta = np.asarray(keras.ops.convert_to_numpy(norm.beta), "float64") if norm.center else 0.0
-    factor = gamma / np.sqrt(variance + norm.epsilon)
+
+    def values(variable, absent=0.0):
+        return absent if variable is None else np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+
+    kernel = values(layer.kernel)
+    bias = values(layer.bias if layer.use_bias else None)
+    factor = values(norm.gamma, 1.0) / np.sqrt(values(norm.moving_variance) + norm.epsilon)
     # A depthwise kernel's last two axes (channels, multiplier) flatten to the output channel.
     per_output = factor.reshape(kernel.shape[-2:]) if isinstance(layer, _DEPTHWISE_KERNELS) else factor
-    kernel = kernel * per_output
-    return [kernel.astype("float32"), (beta + (bias - mean) * factor).astype("float32")]
+    folded_bias = values(norm.beta) + (bias - values(norm.moving_mean)) * factor
+    return [(kernel * per_output).astype("float32"), folded_bias.astype("float32")]

@@ -78,7 +78,7 @@ def test_only_sole_readers_after_linear_channels_last_layers_are_folded():
     bn_relu = keras.layers.BatchNormalization(name="bn_relu")(activated)
     depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", use_bias=False,
                                              name="depthwise")(image)
-    bn_depthwise = keras.layers.BatchNormalization(name="bn_depthwise")(depthwise)
+    bn_depthwise = keras.layers.BatchNormalization(center=False, scale=False, name="bn_depthwise")(depthwise)
     summed = keras.layers.Concatenate()([normed, skip, bn_relu, bn_depthwise])
     pooled = keras.layers.GlobalAveragePooling2D()(summed)
     dense = keras.layers.Dense(5, use_bias=False, name="dense")(pooled)
