@@ -52,6 +52,9 @@ from keras_sphereface.utils.disk import WriteError, as_write_error, clear_write_
 from keras_sphereface.version import __version__
 
 CHECKPOINT_DIR = "checkpoints"
+# Keys of `global_step` and of the input pass (`data_epoch`) in a checkpoint (one worker's, or one input file).
+_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
+_EPOCH_KEY = "data_epoch/.ATTRIBUTES/VARIABLE_VALUE"
 LOG_DIR = "logs"
 METRICS_CSV = "metrics.csv"
 CONFIG_TOML = "config.toml"
@@ -456,8 +459,6 @@ class _WorkerInputs:
     depend on it: a run resumed with another cluster size starts fresh passes instead.
     """
 
-    KEY = "data_epoch/.ATTRIBUTES/VARIABLE_VALUE"
-
     def __init__(self, inputs: _Input, checkpoint_dir: Path, placement: Placement, keep: int):
         self.inputs, self.keep = inputs, keep
         workers, index = placement.num_workers, placement.worker_index
@@ -576,14 +577,14 @@ def train(config: TrainConfig) -> TrainResult:
         start_epoch, input_file, input_note = 0, None, ""
         if latest is not None:
             reader = tf.train.load_checkpoint(latest)
-            latest_step = int(reader.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+            latest_step = int(reader.get_tensor(_STEP_KEY))
             if single_worker:  # continue the pass the checkpoint was in
-                if reader.has_tensor(_WorkerInputs.KEY):
-                    start_epoch = int(reader.get_tensor(_WorkerInputs.KEY))
+                if reader.has_tensor(_EPOCH_KEY):
+                    start_epoch = int(reader.get_tensor(_EPOCH_KEY))
             else:
                 input_file = worker_inputs.find(latest_step)
                 if input_file is not None:
-                    start_epoch = int(tf.train.load_checkpoint(input_file).get_tensor(_WorkerInputs.KEY))
+                    start_epoch = int(tf.train.load_checkpoint(input_file).get_tensor(_EPOCH_KEY))
                 else:  # written by another cluster size, or lost: a pass of its own, seeded by the step
                     start_epoch = latest_step
                     input_note = (f"; worker {placement.worker_index} has no input position of step {latest_step} "
@@ -873,7 +874,7 @@ def _kept_checkpoint_hint(directory: str, number: int) -> str:
     if kept is None:
         return (f"Checkpoint {number} was not saved and no earlier one exists; free space (or make the folder "
                 f"writable) and run the same command again (it starts over).")
-    step = int(tf.train.load_checkpoint(kept).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+    step = int(tf.train.load_checkpoint(kept).get_tensor(_STEP_KEY))
     return (f"Checkpoint {number} was not saved; the earlier checkpoints are kept and complete (newest: {kept}, "
             f"step {step}). Free space (or make the folder writable) and run the same command again to resume "
             f"from step {step}.")
