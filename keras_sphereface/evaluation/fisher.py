@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+from keras_sphereface.utils.vectors import l2_normalize_rows
 
 
 def angular_fisher_score(embeddings: np.ndarray, labels: np.ndarray, normalize: bool = False) -> float:
@@ -47,13 +44,13 @@ def angular_fisher_score(embeddings: np.ndarray, labels: np.ndarray, normalize: 
             f"The Angular Fisher Score needs at least two classes. Received: classes={classes.tolist()}"
         )
     if normalize:
-        x = _unit(x)
+        x = l2_normalize_rows(x)
     sums = np.zeros((classes.size, x.shape[1]))
     np.add.at(sums, index, x)
     class_means = sums / counts[:, None]
     overall_mean = x.mean(axis=0)
-    within = np.sum(1.0 - np.sum(_unit(x) * _unit(class_means)[index], axis=1))
-    between = np.sum(counts * (1.0 - _unit(class_means) @ _unit(overall_mean)))
+    within = np.sum(1.0 - np.sum(l2_normalize_rows(x) * l2_normalize_rows(class_means)[index], axis=1))
+    between = np.sum(counts * (1.0 - l2_normalize_rows(class_means) @ l2_normalize_rows(overall_mean)))
     if between <= 0.0:
         raise ValueError(
             f"The between-class scatter is zero (all class means point the same way). "

@@ -28,6 +28,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_sphereface.utils.vectors import l2_normalize_rows
+
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
@@ -166,11 +168,6 @@ def best_threshold(scores: np.ndarray, same: np.ndarray, steps: int = 10000) -> 
     return float(np.mean(grid[counts == counts.max()]))
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
 @dataclasses.dataclass(frozen=True)
 class VerificationResult:
     """Outcome of k-fold verification.
@@ -292,14 +289,14 @@ def verify_features(
         )
     same, folds, fold_ids = _check_labels(same, folds, left.shape[0])
     if not subtract_mean:
-        scores = np.sum(_normalize(left) * _normalize(right), axis=1)
+        scores = np.sum(l2_normalize_rows(left) * l2_normalize_rows(right), axis=1)
         return verify_scores(scores, same, folds, protocol, steps)
     accuracies, thresholds, sizes = [], [], []
     held_out_scores = np.zeros(left.shape[0])
     for fold in fold_ids:
         test = folds == fold
         mu = np.mean(np.concatenate([left[~test], right[~test]], axis=0), axis=0)
-        scores = np.sum(_normalize(left - mu) * _normalize(right - mu), axis=1)
+        scores = np.sum(l2_normalize_rows(left - mu) * l2_normalize_rows(right - mu), axis=1)
         threshold = best_threshold(scores[~test], same[~test], steps)
         thresholds.append(threshold)
         accuracies.append(accuracy(scores[test], same[test], threshold))

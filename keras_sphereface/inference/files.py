@@ -34,6 +34,7 @@ from keras_sphereface.inference.contract import (
     resolve_export_dir,
 )
 from keras_sphereface.utils.atomic import atomic_path, atomic_write
+from keras_sphereface.utils.vectors import l2_normalize_rows
 
 #: How an image file becomes a crop.
 ALIGN_MODES = ("aligned", "landmarks", "detect")
@@ -259,15 +260,10 @@ class EmbeddingTable:
         return ["ok" if e is None else e for e in self.errors]
 
 
-def _normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.float32(1e-12))
-
-
 def embed_crops(face_model: FaceModel, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """L2-normalized float32 `(n, D)` embeddings of aligned `uint8 (n, H, W, 3)` crops."""
     parts = [face_model.embedder(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)]
-    return _normalize(np.concatenate(parts))
+    return l2_normalize_rows(np.concatenate(parts).astype(np.float32, copy=False))
 
 
 def embed_files(
