@@ -23,22 +23,19 @@ from ksf import options
               help="Where to write the JSON report [default: DST/align_report.json].")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any image produced no crop.")
 @options.no_progress_option()
+@options.report_errors
 def align(src, dst, landmarks, detect, template, size, interpolation, workers, quality, report_path,
           strict, no_progress) -> None:
     """Align every image under SRC into DST (same folder structure); resumable."""
     if bool(landmarks) == bool(detect):
         raise click.UsageError("Give exactly one of --landmarks FILE or --detect.")
     from keras_sphereface.data.align_folder import REPORT_NAME, align_folder
-    from keras_sphereface.utils.disk import WriteError
 
-    try:
-        report = align_folder(
-            src, dst, landmarks=landmarks, detect=detect, template=template, size=size,
-            interpolation=interpolation, workers=workers, jpeg_quality=quality,
-            report_path=report_path, progress=not no_progress,
-        )
-    except (ValueError, WriteError) as error:
-        raise click.ClickException(str(error)) from error
+    report = align_folder(
+        src, dst, landmarks=landmarks, detect=detect, template=template, size=size,
+        interpolation=interpolation, workers=workers, jpeg_quality=quality,
+        report_path=report_path, progress=not no_progress,
+    )
     where = report_path or f"{dst}/{REPORT_NAME}"
     click.echo(
         f"{report.aligned} aligned, {report.skipped_existing} already done, "

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-
 import click
 
-from ksf.options import landmarks_option, model_option, out_option, weights_option
-
-_ERRORS = (ValueError, FileNotFoundError, ImportError)
+from ksf.options import landmarks_option, model_option, out_option, report_errors, weights_option
 
 
 def face_options(function):
@@ -38,24 +34,6 @@ def align_mode(align: str | None, landmarks: str | None) -> str:
     return align or "aligned"
 
 
-def weights_value(value: str | None) -> str | None:
-    """`--weights none` means random weights (None)."""
-    return None if value is None or value.lower() == "none" else value
-
-
-def report_errors(function):
-    """Turns bad input (no face, unreadable image, a contract mismatch, a missing package) into a clean error."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except _ERRORS as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper
-
-
 @click.command("embed")
 @click.argument("inputs", nargs=-1, required=True, metavar="IMAGES_OR_DIR...")
 @face_options
@@ -67,7 +45,7 @@ def embed(inputs, model, weights, align, landmarks, batch_size, out) -> None:
     listed with the reason (NaN row), and the exit code is then 1."""
     from keras_sphereface.inference.files import embed_files, embeddings_csv, write_embeddings
 
-    table = embed_files(inputs, model, weights=weights_value(weights), align=align_mode(align, landmarks),
+    table = embed_files(inputs, model, weights=weights, align=align_mode(align, landmarks),
                         landmarks=landmarks, batch_size=batch_size)
     if out is None:
         click.echo(embeddings_csv(table), nl=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import shlex
 
 import click
@@ -36,8 +35,6 @@ def _model_options(function):
 def _common_kwargs(params: dict) -> dict:
     """Maps the shared CLI options onto the keyword arguments of the evaluation functions."""
     kwargs = dict(params)
-    if isinstance(kwargs["weights"], str) and kwargs["weights"].lower() == "none":
-        kwargs["weights"] = None
     landmarks, aligned = kwargs.pop("landmarks"), kwargs.pop("aligned")
     if landmarks and aligned:
         raise click.UsageError("--landmarks and --aligned exclude each other.")
@@ -66,19 +63,6 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(words)
 
 
-def _report_errors(function):
-    """Turns bad-input errors of the library into one clean CLI error (exit code 1)."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper
-
-
 @click.group(name="eval")
 def eval_group() -> None:
     """Face verification (LFW, any pair list) and the Angular Fisher Score."""
@@ -91,7 +75,7 @@ def eval_group() -> None:
               help="Pair list inside --data (pairsDevTest.txt for View 1) or a path.")
 @options.out_option("out/eval/lfw", "Where report.json, roc.png and scores_hist.png go.")
 @click.pass_context
-@_report_errors
+@options.report_errors
 def lfw(ctx: click.Context, **params) -> None:
     """LFW 10-fold verification (View 2 pairs.txt), as the SphereFace release evaluates it."""
     from keras_sphereface.evaluation import evaluate_lfw
@@ -110,7 +94,7 @@ def lfw(ctx: click.Context, **params) -> None:
               help="Folds to form (stratified) when the file gives none.")
 @options.out_option("out/eval/pairs", "Where report.json, roc.png and scores_hist.png go.")
 @click.pass_context
-@_report_errors
+@options.report_errors
 def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
     """K-fold verification on any pair list (CALFW, CPLFW, CFP, AgeDB, View 1, your own)."""
     from keras_sphereface.evaluation import evaluate_pairs
@@ -130,7 +114,7 @@ def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
               help="Combine each embedding with its mirror's.")
 @options.out_option("out/eval/afs", "Where afs.json goes.")
 @click.pass_context
-@_report_errors
+@options.report_errors
 def afs(ctx: click.Context, **params) -> None:
     """Angular Fisher Score (lower is better) of <images>/<identity>/<image> or of TFRecords."""
     from keras_sphereface.evaluation import angular_fisher_score_of_folder

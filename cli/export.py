@@ -6,14 +6,7 @@ import warnings
 
 import click
 
-from keras_sphereface.utils.disk import WriteError
-from ksf.options import model_option, out_option, weights_option
-
-_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, WriteError)
-
-
-def _weights(value: str | None) -> str | None:
-    return None if value is None or value.lower() == "none" else value
+from ksf.options import model_option, out_option, report_errors, weights_option
 
 
 @click.command("export")
@@ -35,6 +28,7 @@ def _weights(value: str | None) -> str | None:
 @click.option("--threshold-from", "threshold_report", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Take the threshold from a `ksf eval` report.json (its mean fold threshold, protocol, data).")
 @click.option("--no-warmup", is_flag=True, help="Do not write TF Serving's warm-up file.")
+@report_errors
 def export(model, weights, out_dir, name, version, fmt, flip_fusion, threshold, threshold_report, no_warmup) -> None:
     """Export the embedding network with its preprocessing for TF Serving, TFLite or ONNX.
 
@@ -44,19 +38,16 @@ def export(model, weights, out_dir, name, version, fmt, flip_fusion, threshold, 
         raise click.UsageError("Missing option '--out' (the export root).")
     if threshold is not None and threshold_report is not None:
         raise click.UsageError("--threshold and --threshold-from exclude each other.")
-    try:
-        from keras_sphereface.export import ThresholdProtocolWarning, export_model
-        from keras_sphereface.inference.contract import threshold_from_report
+    from keras_sphereface.export import ThresholdProtocolWarning, export_model
+    from keras_sphereface.inference.contract import threshold_from_report
 
-        origin = threshold_from_report(threshold_report) if threshold_report else {}
-        if threshold is not None:
-            origin = {"threshold": threshold, "threshold_source": "given (ksf export --threshold)"}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ThresholdProtocolWarning)
-            result = export_model(model, out_dir, name, version, format=fmt, weights=_weights(weights),
-                                  flip_fusion=flip_fusion, warmup=not no_warmup, **origin)
-    except _ERRORS as error:
-        raise click.ClickException(str(error)) from error
+    origin = threshold_from_report(threshold_report) if threshold_report else {}
+    if threshold is not None:
+        origin = {"threshold": threshold, "threshold_source": "given (ksf export --threshold)"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ThresholdProtocolWarning)
+        result = export_model(model, out_dir, name, version, format=fmt, weights=weights,
+                              flip_fusion=flip_fusion, warmup=not no_warmup, **origin)
     for warning in caught:
         if issubclass(warning.category, ThresholdProtocolWarning):
             click.echo(f"Warning: {warning.message}", err=True)

@@ -27,20 +27,17 @@ from ksf import options
 @click.option("--resize", callback=options.parse_size_option,
               help="Resize and re-encode images to HxW (default: keep bytes).")
 @options.workers_option(help="Shards written in parallel.")
+@options.report_errors
 def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, people, min_images,
                    val_fraction, resize, workers) -> None:
     """Write SRC (a folder SRC/<identity>/<image> or a `path label` list file) as TFRecords in OUT_DIR."""
     from keras_sphereface.data.records import write_tfrecords
-    from keras_sphereface.utils.disk import WriteError
 
-    try:
-        manifest = write_tfrecords(
-            src, out_dir, num_shards=shards, val_shards=val_shards, seed=seed, landmarks=landmarks,
-            exclude=exclude, people=people, min_images=min_images, val_fraction=val_fraction,
-            resize=resize, workers=workers,
-        )
-    except (ValueError, WriteError) as error:
-        raise click.ClickException(str(error)) from error
+    manifest = write_tfrecords(
+        src, out_dir, num_shards=shards, val_shards=val_shards, seed=seed, landmarks=landmarks,
+        exclude=exclude, people=people, min_images=min_images, val_fraction=val_fraction,
+        resize=resize, workers=workers,
+    )
     for split, info in manifest["splits"].items():
         click.echo(f"{split}: {info['num_examples']} examples, {info['num_classes']} identities, "
                    f"{len(info['shards'])} shards ({info['pattern']})")

@@ -6,6 +6,7 @@ defining a command imports no TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 
@@ -58,11 +59,38 @@ def model_option(required: bool = True, help: str | None = None) -> Callable:
     )
 
 
+def _weights_value(_ctx, _param, value: str | None) -> str | None:
+    """Click callback: `--weights none` means random weights (None); any other value is kept."""
+    return None if value is None or value.lower() == "none" else value
+
+
 def weights_option() -> Callable:
-    """`--weights SOURCE`: a registry tag, a weights file, or 'none' for random weights."""
-    return click.option("--weights", default=None, metavar="SOURCE",
+    """`--weights SOURCE`: a registry tag, a weights file, or 'none' for random weights (passed on as None)."""
+    return click.option("--weights", default=None, metavar="SOURCE", callback=_weights_value,
                         help="Weights of a zoo model: a tag (casia, or one of your own), a .weights.h5 file, "
                              "or 'none' for random.")
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """The library's errors for bad input: a missing file, a wrong value, a missing package, an unwritable disk."""
+    from keras_sphereface.utils.disk import WriteError
+
+    return (ValueError, FileNotFoundError, FileExistsError, ImportError, WriteError)
+
+
+def report_errors(function: Callable) -> Callable:
+    """Turns the library's bad-input errors (`_bad_input_errors`) into one clean CLI error (exit code 1)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            if isinstance(error, _bad_input_errors()):
+                raise click.ClickException(str(error)) from error
+            raise
+
+    return wrapper
 
 
 def data_option(required: bool = True, help: str | None = None) -> Callable:

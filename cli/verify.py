@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ksf.embed import align_mode, face_options, report_errors, weights_value
+from ksf.embed import align_mode, face_options
+from ksf.options import report_errors
 
 
 @click.command("verify")
@@ -18,7 +19,7 @@ def verify(image_a, image_b, model, weights, align, landmarks, batch_size, thres
     """Score two face images with a model and decide same / different person."""
     from keras_sphereface.inference.files import verify_pair
 
-    result = verify_pair(image_a, image_b, model, weights=weights_value(weights),
+    result = verify_pair(image_a, image_b, model, weights=weights,
                          align=align_mode(align, landmarks), landmarks=landmarks, threshold=threshold)
     click.echo(f"{result.path_a}\n{result.path_b}")
     click.echo(result.summary())

@@ -16,6 +16,11 @@ import numpy as np
 from keras_sphereface.data.align import align_face
 from keras_sphereface.data.images import decode_image_rgb
 
+# How an image becomes the crop a model sees; one vocabulary for training, data, inference and evaluation:
+# "aligned": the image is the crop already; "landmarks": warp it with 5 landmarks (from a landmark file,
+# or the ones stored in TFRecords); "detect": find the face and its landmarks first (MTCNN).
+ALIGN_MODES = ("aligned", "landmarks", "detect")
+
 
 @dataclasses.dataclass
 class FaceSource:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sphereface.data.align_folder import list_images
+from keras_sphereface.data.face_source import ALIGN_MODES
 from keras_sphereface.data.images import IMAGE_EXTENSIONS
 from keras_sphereface.inference.contract import (
     Contract,
@@ -37,7 +38,6 @@ from keras_sphereface.utils.atomic import atomic_path, atomic_write
 from keras_sphereface.utils.vectors import l2_normalize_rows
 
 #: How an image file becomes a crop.
-ALIGN_MODES = ("aligned", "landmarks", "detect")
 #: Formats `write_embeddings` writes, by file suffix.
 OUTPUT_SUFFIXES = (".npy", ".csv", ".npz")
 
