@@ -1,8 +1,9 @@
-"""Head names of `ksf train --head` and the learning-rate schedule of a run."""
+"""The margin heads of `ksf train --head`, by name."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from keras_sphereface import layers
 
@@ -40,24 +41,8 @@ def make_head(name: str, units: int, options: dict | None = None) -> keras.layer
         raise ValueError(f"Bad head_options for head {name!r}: {error}. Received: head_options={options!r}") from error
 
 
-def learning_rate_at(step: int, config) -> float:
-    """The learning rate of the update after `step` completed global steps (0-based), as Caffe.
-
-    Args:
-        step: int. Global steps already done.
-        config: TrainConfig. Uses `lr`, `lr_schedule`, `lr_boundaries`, `lr_decay`, `lr_power`,
-            `warmup_steps` and the run length `steps` (for the polynomial schedule).
-
-    Returns:
-        float, the learning rate.
-    """
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.lr_schedule == "piecewise":
-        drops = sum(1 for boundary in config.lr_boundaries if step >= boundary)
-        return config.lr * config.lr_decay**drops
-    if config.lr_schedule == "polynomial":
-        total = max(1, (config.steps or 1) - config.warmup_steps)
-        done = min(step - config.warmup_steps, total)
-        return config.lr * (1.0 - done / total) ** config.lr_power
-    return config.lr
+def current_lambda(head: keras.layers.Layer) -> float | None:
+    """The A-Softmax lambda of `head`'s current `iteration`, or None (other heads, and m=1, have none)."""
+    if hasattr(head, "lambda_at") and getattr(head, "m", 1) > 1:
+        return float(head.lambda_at(int(np.asarray(head.iteration))))
+    return None

@@ -3,9 +3,11 @@
     python -m tests.reliability._kill_harness [--kill-at POINT] [--fsize-after-saves K --fsize-limit BYTES]
         -- train --tfrecords ... --out ...
 
-The hooks wrap TensorFlow, Keras and `keras_sphereface` functions from outside (the library has no
-test hooks) and then run the real CLI (`ksf.main.cli`). A kill is `os.kill(os.getpid(), SIGKILL)`:
-nothing is flushed or cleaned up, as when the machine loses power or the OOM killer strikes.
+The input-start and after-step points are a `TrainCallback` (the run's public hooks) that
+`keras_sphereface.training.train` is wrapped to add; the checkpoint and final-model points wrap
+TensorFlow and Keras functions from outside. Then it runs the real CLI (`ksf.main.cli`). A kill is
+`os.kill(os.getpid(), SIGKILL)`: nothing is flushed or cleaned up, as when the machine loses power or the OOM
+killer strikes.
 
 Kill points (`K` is a global step / checkpoint number):
 
@@ -44,33 +46,37 @@ def _checkpoint_number(prefix) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def _kill_through_callback(name: str, k: int | None, kill_at: str) -> None:
+    """Kills from the run's own hooks: `train` is wrapped to add a `TrainCallback` that dies at the point."""
+    import keras_sphereface.training as training
+
+    class Killer(training.TrainCallback):
+        def on_pass_start(self, epoch):
+            if name == "input-start":
+                _die(kill_at)
+
+        def on_log(self, row):
+            if name == "after-step" and int(row["step"]) == k and row.get("loss") is not None:
+                _die(kill_at)
+
+    original_train = training.train
+
+    def train(config, callbacks=()):
+        return original_train(config, callbacks=[*callbacks, Killer()])
+
+    training.train = train
+
+
 def install(kill_at: str | None, fsize_after_saves: int | None, fsize_limit: int | None) -> None:
     """Wraps the functions the chosen point needs (see the module docstring)."""
     import tensorflow as tf
-
-    from keras_sphereface.training import loop
 
     name, _, number = (kill_at or "").partition(":")
     k = int(number) if number else None
     saves = {"count": 0}
 
-    if name == "input-start":
-        original_start = loop._Input.start
-
-        def start(self, epoch):
-            original_start(self, epoch)
-            _die(kill_at)
-
-        loop._Input.start = start
-    elif name == "after-step":
-        original_log = loop._Logger.log
-
-        def log(self, row):
-            original_log(self, row)
-            if int(row["step"]) == k and row.get("loss") is not None:
-                _die(kill_at)
-
-        loop._Logger.log = log
+    if name in ("input-start", "after-step"):
+        _kill_through_callback(name, k, kill_at)
     elif name in ("before-merge", "before-state", "state-rename"):
         from tensorflow.python.lib.io import file_io
         from tensorflow.python.ops import gen_io_ops

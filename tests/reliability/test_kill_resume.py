@@ -30,7 +30,6 @@ _ENV = {"PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFF
 _RECIPE = ('base = "lfw-devtrain_sphere4_asoftmax"\ninput_size = [32, 32]\nembedding_dim = 32\nalign = true\n'
            'shuffle_buffer = 64\nlog_every = 1\ncheckpoint_every = 2\nkeep_checkpoints = 3\ndeterministic = true\n'
            'lr_schedule = "piecewise"\nlr_boundaries = [5, 9]\n')
-_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
 _TIMEOUT = 240
 
 
@@ -94,9 +93,9 @@ def _kill_when_logged(args, out, step: int) -> tuple[int, str]:
 
 
 def _checkpoint_step(path) -> int:
-    import tensorflow as tf
+    from keras_sphereface.training.checkpoints import checkpoint_step
 
-    return int(tf.train.load_checkpoint(str(path)).get_tensor(_STEP_KEY))
+    return checkpoint_step(str(path))
 
 
 def _check_checkpoints(out) -> int | None:

@@ -70,36 +70,33 @@ def multi_worker(records: str, out: str, weights_file: str) -> None:
     print(json.dumps({"step": result.step, "loss": result.loss}))
 
 
-def _record_steps() -> tuple[list, list]:
-    """Wraps the loop's input and step so every step's per-replica batches and loss are kept."""
-    from keras_sphereface.training import loop
+def _step_recorder():
+    """A `TrainCallback` that keeps every step's per-replica batches (sizes, labels, pass) and loss.
 
-    batches_seen, losses = [], []
-    next_batches, make_step = loop._Input.next_batches, loop._make_train_step
+    Defined on call: importing keras_sphereface.training starts TensorFlow, which must wait for the
+    devices and TF_CONFIG to be set.
+    """
+    from keras_sphereface.training import TrainCallback
 
-    def recording_next_batches(self):
-        batches = next_batches(self)
-        batches_seen.append({
-            "epoch": int(self.epoch.numpy()),
-            "sizes": [int(labels.shape[0]) for _, labels in batches],
-            "labels": [int(v) for _, labels in batches for v in np.asarray(labels)],
-            "finite": all(bool(np.all(np.isfinite(np.asarray(images)))) for images, _ in batches),
-        })
-        return batches
+    class StepRecorder(TrainCallback):
+        def __init__(self):
+            self.batches, self.losses, self.epoch = [], [], 0
 
-    def recording_make_step(*args, **kwargs):
-        step = make_step(*args, **kwargs)
+        def on_pass_start(self, epoch):
+            self.epoch = epoch
 
-        def recorded(*step_args):
-            values = step(*step_args)
-            losses.append(float(values[0]))
-            return values
+        def on_batches(self, step, batches):
+            self.batches.append({
+                "epoch": self.epoch,
+                "sizes": [int(labels.shape[0]) for _, labels in batches],
+                "labels": [int(v) for _, labels in batches for v in np.asarray(labels)],
+                "finite": all(bool(np.all(np.isfinite(np.asarray(images)))) for images, _ in batches),
+            })
 
-        return recorded
+        def on_step_end(self, step, loss):
+            self.losses.append(loss)
 
-    loop._Input.next_batches = recording_next_batches
-    loop._make_train_step = recording_make_step
-    return batches_seen, losses
+    return StepRecorder()
 
 
 def _all_labels(records) -> list[int]:
@@ -116,16 +113,17 @@ def mirrored_edges(records: str, out: str, global_batch: str, steps: str) -> Non
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from keras_sphereface.training import read_records_info, train
 
-    batches_seen, losses = _record_steps()
+    recorder = _step_recorder()
     refused = None
     try:
-        train(_config(records, f"{out}/odd", strategy="mirrored", batch_size=int(global_batch) + 1, steps=1))
+        train(_config(records, f"{out}/odd", strategy="mirrored", batch_size=int(global_batch) + 1, steps=1),
+              callbacks=[recorder])
     except ValueError as error:
         refused = str(error)
     result = train(_config(records, f"{out}/run", strategy="mirrored", batch_size=int(global_batch),
-                           steps=int(steps)))
-    print(json.dumps({"refused": refused, "step": result.step, "epoch": result.epoch, "batches": batches_seen,
-                      "losses": losses, "all_labels": _all_labels(records),
+                           steps=int(steps)), callbacks=[recorder])
+    print(json.dumps({"refused": refused, "step": result.step, "epoch": result.epoch, "batches": recorder.batches,
+                      "losses": recorder.losses, "all_labels": _all_labels(records),
                       "num_examples": read_records_info(records).num_examples,
                       "weights_finite": all(bool(np.all(np.isfinite(w))) for w in result.model.get_weights())}))
 
@@ -140,10 +138,11 @@ def multi_worker_edges(records: str, out: str, weights_file: str, global_batch: 
     workers = len(task["cluster"]["worker"])
     # tf.data's shard: this worker reads every `workers`-th file of the sorted list, from its index.
     own_files = sorted(glob.glob(records))[task["task"]["index"]::workers]
-    batches_seen, losses = _record_steps()
-    result = train(_config(records, out, strategy="multi-worker", batch_size=int(global_batch), steps=int(steps)))
+    recorder = _step_recorder()
+    result = train(_config(records, out, strategy="multi-worker", batch_size=int(global_batch), steps=int(steps)),
+                   callbacks=[recorder])
     np.savez(weights_file, *[np.asarray(w) for w in result.model.get_weights()])
-    print(json.dumps({"step": result.step, "batches": batches_seen, "losses": losses,
+    print(json.dumps({"step": result.step, "batches": recorder.batches, "losses": recorder.losses,
                       "own_labels": _all_labels(own_files), "files": [os.path.basename(f) for f in own_files]}))
 
 

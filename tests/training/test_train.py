@@ -137,7 +137,7 @@ def test_on_nan_skip_skips_updates_and_keeps_weights_finite(tiny):
 def test_mixed_precision_steps_are_finite_with_float32_logits(tiny, precision):
     from keras_sphereface.models import build_training_model
     from keras_sphereface.training import make_head
-    from keras_sphereface.training.loop import build_backbone
+    from keras_sphereface.training.backbone import build_backbone
 
     result = train(tiny(steps=3, precision=precision))
     assert np.isfinite(result.loss)

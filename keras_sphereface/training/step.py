@@ -1,0 +1,124 @@
+"""One global training step: forward and backward per replica, weight decay, loss scaling, the update.
+
+One global step = one global batch: a `tf.function` takes one per-replica batch per local replica,
+runs forward/backward under `strategy.run` (gradients are summed across replicas by the
+optimizer), applies SGD with momentum and advances `global_step`. Heads compute in float32 under
+any precision policy; the A-Softmax head's `iteration` variable advances once per global step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sphereface.training.config import TrainConfig
+from keras_sphereface.training.distribute import Placement
+
+#: Variables that `weight_decay_on = "kernels"` decays (by their last name component).
+DECAYED_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def classify_variables(model: keras.Model, decay_on: str) -> tuple[list, list[bool]]:
+    """The trainable variables that weight decay applies to, and for each trainable one whether it is a bias.
+
+    Args:
+        model: keras.Model. The training model.
+        decay_on: str. `"kernels"` (the `DECAYED_NAMES`) or `"all"`.
+    """
+    decayed, bias = [], []
+    for variable in model.trainable_variables:
+        name = variable.name.split("/")[-1].split(":")[0]
+        if decay_on == "all" or name in DECAYED_NAMES:
+            decayed.append(variable)
+        bias.append(name == "bias")
+    return decayed, bias
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """SGD with momentum; wrapped in loss scaling under `mixed_float16` or `on_nan="skip"`.
+
+    In float32 a scale of 1 (and its powers of two) leaves every figure unchanged; loss scaling
+    is used there for its finite check, which skips the update.
+    """
+    optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    if config.precision == "mixed_float16" or config.on_nan == "skip":
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            optimizer, initial_scale=2.0**15 if config.precision == "mixed_float16" else 1.0)
+    return optimizer
+
+
+def loss_scale(optimizer: keras.optimizers.Optimizer) -> float | None:
+    """The current dynamic loss scale, or None without loss scaling (it halves when an update is skipped)."""
+    scale = getattr(optimizer, "dynamic_scale", None)
+    return None if scale is None else float(np.asarray(scale))
+
+
+def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                    global_step: tf.Variable, placement: Placement) -> Callable:
+    """The global step `(learning_rate, batches) -> (cross_entropy, correct)`.
+
+    Args:
+        config: TrainConfig. Uses `weight_decay`, `weight_decay_on`, `bias_lr_mult`, `batch_size`,
+            `jit_compile`.
+        model: keras.Model `[images, labels] -> logits`, built under `placement.strategy`.
+        optimizer: the optimizer of `make_optimizer`, built on `model.trainable_variables`.
+        global_step: tf.Variable (int64), advanced by one per call.
+        placement: Placement.
+
+    Returns:
+        A function of a float32 scalar learning rate and a list of one `(images, labels)` batch per
+        local replica; it returns the summed cross-entropy over replicas (already divided by the
+        global batch: the mean loss) and the number of correct margin-logit argmaxes.
+    """
+    strategy = placement.strategy
+    decayed, is_bias = classify_variables(model, config.weight_decay_on)
+    trainable = model.trainable_variables
+    weight_decay = float(config.weight_decay)
+    bias_mult = float(config.bias_lr_mult)
+    global_batch = float(config.batch_size)
+    first_replica = placement.worker_index * placement.local_replicas
+
+    def compute_gradients(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model([images, labels], training=True)
+            logits = tf.cast(logits, tf.float32)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            cross_entropy = tf.reduce_sum(per_example) / global_batch
+            loss = cross_entropy
+            if weight_decay and decayed:
+                # Caffe/PyTorch weight decay `wd * w` in the gradient = `wd / 2 * |w|^2` in the loss.
+                penalty = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed])
+                loss += 0.5 * weight_decay * penalty / strategy.num_replicas_in_sync
+            if model.losses:
+                loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, trainable)
+        if bias_mult != 1.0:
+            grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)]
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+        return grads, cross_entropy, correct
+
+    if config.jit_compile:
+        # XLA compiles forward and backward into one program; the update stays outside it, where
+        # the optimizer sums gradients across replicas.
+        compute_gradients = tf.function(compute_gradients, jit_compile=True)
+
+    def replica_step(batch):
+        grads, cross_entropy, correct = compute_gradients(*batch)
+        optimizer.apply_gradients(zip(grads, trainable, strict=True))
+        return cross_entropy, correct
+
+    @tf.function
+    def distributed_step(learning_rate, batches):
+        optimizer.learning_rate.assign(learning_rate)
+        values = strategy.experimental_distribute_values_from_function(
+            lambda context: batches[context.replica_id_in_sync_group - first_replica])
+        cross_entropy, correct = strategy.run(replica_step, args=(values,))
+        global_step.assign_add(1)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, cross_entropy, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    return distributed_step
