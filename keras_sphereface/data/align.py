@@ -202,7 +202,7 @@ def _invert_affine(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([linear_inverse, (-linear_inverse @ matrix[:, 2])[:, None]], axis=1)
 
 
-def alignment_transform(landmarks, template, fit: str = "image_to_template") -> np.ndarray:
+def alignment_transform(landmarks: np.ndarray, template: np.ndarray, fit: str = "image_to_template") -> np.ndarray:
     """The similarity that maps image landmarks onto template points, fitted in either direction.
 
     With 5 real landmarks no similarity is exact, and the least-squares solution depends on

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from keras_sphereface.data.landmarks import read_landmarks
 from keras_sphereface.utils.atomic import atomic_write
 from keras_sphereface.utils.disk import WriteError
 from keras_sphereface.utils.sizes import parse_size
+
+if TYPE_CHECKING:  # the detector module imports TensorFlow; it is loaded only when detecting
+    from keras_sphereface.data.detect import FaceDetector
 
 REPORT_NAME = "align_report.json"
 
@@ -155,7 +159,7 @@ def align_folder(
     jpeg_quality: int = 95,
     report_path: str | os.PathLike | None = None,
     progress: bool | Callable[[Iterable], Iterable] = True,
-    detector=None,
+    detector: FaceDetector | None = None,
 ) -> AlignReport:
     """Aligns every image under `src` into `dst`, keeping the folder structure.
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_sphereface.data.images import decode_image_rgb, encode_image, image_format, read_image_bytes
 from keras_sphereface.data.landmarks import read_landmarks
+from keras_sphereface.data.manifest import LABELS_NAME, MANIFEST_NAME
 from keras_sphereface.data.schema import FEATURES, make_example
 from keras_sphereface.data.sources import (
     SourceImage,
@@ -32,8 +33,6 @@ from keras_sphereface.utils.disk import WriteError, clear_write_errors
 from keras_sphereface.version import __version__
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-LABELS_NAME = "labels.json"
 REPORT_NAME = "report.json"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,7 @@ def read_identity_file(path: str | os.PathLike) -> set[str]:
     return names
 
 
-def identity_order(identities) -> list[str]:
+def identity_order(identities: Iterable[str]) -> list[str]:
     """Sorted identities; numerically when all are integers (so labels `0..N-1` keep their values)."""
     identities = set(identities)
     if all(i.isdigit() for i in identities):

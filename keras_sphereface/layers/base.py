@@ -9,25 +9,27 @@ as `kernel` of shape `(embedding_dim, units)` and returns float32 logits of shap
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_sphereface.layers.margin_functions import COSINE_EPSILON, clamp_cosine
+from keras_sphereface.utils.types import Tensor
 
 # The squared norm of an all-zero embedding row is clamped to this before sqrt/division.
 NORM_EPSILON = 1e-12
 
 
-def l2_normalize(x, axis: int):
+def l2_normalize(x: Tensor, axis: int) -> Tensor:
     """`x / max(|x|, 1e-6)` along `axis`: finite (zero) for all-zero vectors, gradients too."""
     x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared, NORM_EPSILON))
 
 
-def inverse_column_norms(kernel, scale: float = 1.0):
+def inverse_column_norms(kernel: Tensor, scale: float = 1.0) -> Tensor:
     """`scale / |w_j|` for every column of `kernel`, shape `(1, units)`; safe at zero.
 
     The gradient is written out: `d(scale / |w_j|) / dw_j = -(scale / |w_j|^3) w_j`, one
@@ -61,7 +63,7 @@ def inverse_column_norms(kernel, scale: float = 1.0):
     return forward(ops.convert_to_tensor(kernel))
 
 
-def cosine_matmul(x, kernel, scale: float = 1.0):
+def cosine_matmul(x: Tensor, kernel: Tensor, scale: float = 1.0) -> Tensor:
     """`scale * x @ (kernel / |kernel|_columns)`, without materializing the normalized kernel.
 
     The column norms scale the `(batch_size, units)` product instead of the `(dim, units)` kernel:
@@ -80,19 +82,19 @@ def cosine_matmul(x, kernel, scale: float = 1.0):
     return ops.matmul(x, kernel) * inverse_column_norms(kernel, scale)
 
 
-def row_norm(x):
+def row_norm(x: Tensor) -> Tensor:
     """`|x|` per row of a `(batch_size, dim)` tensor, shape `(batch_size, 1)`; safe at zero."""
     return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), NORM_EPSILON))
 
 
-def check_positive(name: str, value) -> float:
+def check_positive(name: str, value: float) -> float:
     """`value` as a float if it is a real number > 0 (not a bool), else a `ValueError` naming `name`."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
         raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
     return float(value)
 
 
-def check_non_negative(name: str, value) -> float:
+def check_non_negative(name: str, value: float) -> float:
     """`value` as a float if it is a real number >= 0 (not a bool), else a `ValueError` naming `name`."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
         raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
@@ -111,12 +113,12 @@ def _concrete_values(tensor) -> np.ndarray | None:
         return None
 
 
-def one_hot_columns(labels, units: int, dtype):
+def one_hot_columns(labels: Tensor, units: int, dtype: str) -> Tensor:
     """`(batch_size, units)` one-hot rows from `(batch_size, 1)` integer labels."""
     return ops.one_hot(ops.reshape(labels, (-1,)), units, dtype=dtype)
 
 
-def add_to_label_columns(logits, labels, values):
+def add_to_label_columns(logits: Tensor, labels: Tensor, values: Tensor) -> Tensor:
     """`logits` with `values[i]` added to `logits[i, labels[i]]`, by a scatter.
 
     Only the label column of each row changes. A one-hot `(batch_size, units)` mask multiplied by
@@ -154,9 +156,9 @@ class MarginHead(keras.layers.Layer):
     def __init__(
         self,
         units: int,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        **kwargs,
+        kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+        kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
+        **kwargs: Any,
     ):
         dtype = kwargs.pop("dtype", None)
         policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
@@ -178,7 +180,7 @@ class MarginHead(keras.layers.Layer):
             return tuple(input_shape[0]), tuple(input_shape[1]) if len(input_shape) > 1 else None
         return tuple(input_shape), None
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple | list[tuple]) -> None:
         """Creates `kernel` `(embedding_dim, units)` from the embeddings' shape.
 
         Args:
@@ -200,12 +202,12 @@ class MarginHead(keras.layers.Layer):
             dtype="float32" if self.compute_dtype != "float64" else "float64",
         )
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple | list[tuple]) -> tuple:
         """`(batch_size, units)`, from the embeddings' shape (labels do not change it)."""
         embedding_shape, _ = self._split_shapes(input_shape)
         return (embedding_shape[0], self.units)
 
-    def compute_output_spec(self, inputs, training=None):
+    def compute_output_spec(self, inputs: Tensor | list, training: bool | None = None) -> keras.KerasTensor:
         """A `keras.KerasTensor` `(batch_size, units)` in the compute dtype, for symbolic calls."""
         embeddings = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         return keras.KerasTensor((embeddings.shape[0], self.units), dtype=self.compute_dtype)
@@ -262,7 +264,7 @@ class MarginHead(keras.layers.Layer):
             self._check_inputs(embeddings, labels if hasattr(labels, "shape") else None)
         return super().__call__(inputs, *args, **kwargs)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor | list, training: bool | None = None) -> Tensor:
         """Logits `(batch_size, units)`: `margin_logits` when training with labels, else `plain_logits`.
 
         Args:
@@ -277,18 +279,18 @@ class MarginHead(keras.layers.Layer):
         labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
         return self.margin_logits(embeddings, kernel, labels)
 
-    def plain_logits(self, embeddings, kernel):
+    def plain_logits(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         """Margin-free logits `(batch_size, units)` for inference and accuracy metrics."""
         raise NotImplementedError
 
-    def margin_logits(self, embeddings, kernel, labels):
+    def margin_logits(self, embeddings: Tensor, kernel: Tensor, labels: Tensor) -> Tensor:
         """Training logits `(batch_size, units)` with the margin on the target column.
 
         `labels` are int32 of shape `(batch_size, 1)`.
         """
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {
@@ -312,15 +314,15 @@ class NormalizedHead(MarginHead):
             arguments).
     """
 
-    def __init__(self, units: int, s: float = 64.0, **kwargs):
+    def __init__(self, units: int, s: float = 64.0, **kwargs: Any):
         super().__init__(units, **kwargs)
         self.s = check_positive("s", s)
 
-    def cosines(self, embeddings, kernel):
+    def cosines(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
         return clamp_cosine(cosine_matmul(l2_normalize(embeddings, -1), kernel))
 
-    def scaled_cosines(self, embeddings, kernel):
+    def scaled_cosines(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         """`s` times the clamped cosines, `(batch_size, units)`: the margin-free logits.
 
         `s` scales the `(1, units)` inverse column norms and the clamp bounds are `s (1 - eps)`,
@@ -331,10 +333,10 @@ class NormalizedHead(MarginHead):
         scaled = cosine_matmul(l2_normalize(embeddings, -1), kernel, scale=self.s)
         return ops.clip(scaled, -bound, bound)
 
-    def plain_logits(self, embeddings, kernel):
+    def plain_logits(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         return self.scaled_cosines(embeddings, kernel)
 
-    def margin_logits(self, embeddings, kernel, labels):
+    def margin_logits(self, embeddings: Tensor, kernel: Tensor, labels: Tensor) -> Tensor:
         logits = self.scaled_cosines(embeddings, kernel)
         # The margin function runs on the (batch_size, 1) target cosines only, and the scatter
         # changes only the target column. `target / s` is the clamped cosine up to one rounding
@@ -343,7 +345,7 @@ class NormalizedHead(MarginHead):
         delta = self.s * self.target_logit(target / self.s) - target
         return add_to_label_columns(logits, labels, delta)
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         """The target column's value before scaling by `s`, e.g. `cos(theta + m)` for ArcFace.
 
         Args:
@@ -354,7 +356,7 @@ class NormalizedHead(MarginHead):
         """
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config["s"] = self.s
         return config

@@ -14,12 +14,14 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_sphereface.utils.types import Tensor
+
 # Cosines are clamped to +-(1 - COSINE_EPSILON) before any margin function sees them, so
 # that sqrt(1 - cos^2), arccos and their gradients stay finite.
 COSINE_EPSILON = 1e-6
 
 
-def clamp_cosine(cos_theta, epsilon: float = COSINE_EPSILON):
+def clamp_cosine(cos_theta: Tensor, epsilon: float = COSINE_EPSILON) -> Tensor:
     """Clamps cosines to `[-1 + epsilon, 1 - epsilon]`; same shape and dtype as `cos_theta`."""
     return ops.clip(cos_theta, -1.0 + epsilon, 1.0 - epsilon)
 
@@ -29,7 +31,7 @@ def _sign(x):
     return ops.sign(x)
 
 
-def chebyshev_psi(cos_theta, m: int):
+def chebyshev_psi(cos_theta: Tensor, m: int) -> Tensor:
     """SphereFace's psi(theta) computed from cos(theta) as the Caffe layer does, without arccos.
 
     psi(theta) = (-1)^k cos(m theta) - 2k for theta in [k pi / m, (k + 1) pi / m], which is
@@ -66,7 +68,7 @@ def chebyshev_psi(cos_theta, m: int):
     raise ValueError(f"`m` must be an integer in 1..4. Received: m={m!r}")
 
 
-def chebyshev_psi_derivative(cos_theta, m: int):
+def chebyshev_psi_derivative(cos_theta: Tensor, m: int) -> Tensor:
     """d psi / d cos(theta) for the polynomial form of `chebyshev_psi` (the sign terms are
     piecewise constant). Used by the Caffe-style backward pass."""
     c = ops.convert_to_tensor(cos_theta)
@@ -83,7 +85,7 @@ def chebyshev_psi_derivative(cos_theta, m: int):
     raise ValueError(f"`m` must be an integer in 1..4. Received: m={m!r}")
 
 
-def general_psi(theta, m: float):
+def general_psi(theta: Tensor, m: float) -> Tensor:
     """(-1)^k cos(m theta) - 2k with k = floor(m theta / pi), for any real m >= 1.
 
     The monotonic extension of cos(m theta) used by SphereFace-R; for integer m it equals
@@ -99,7 +101,7 @@ def general_psi(theta, m: float):
     return parity * ops.cos(m_theta) - 2.0 * k
 
 
-def arcface_target(cos_theta, m: float, easy_margin: bool = False):
+def arcface_target(cos_theta: Tensor, m: float, easy_margin: bool = False) -> Tensor:
     """cos(theta + m) where theta + m < pi, else cos(theta) - m sin(m) (the insightface form).
 
     With `easy_margin`, cos(theta + m) where cos(theta) > 0, else cos(theta).
@@ -118,7 +120,7 @@ def arcface_target(cos_theta, m: float, easy_margin: bool = False):
     return ops.where(cos_theta > math.cos(math.pi - m), with_margin, cos_theta - m * math.sin(m))
 
 
-def combined_margin_target(cos_theta, m1: float, m2: float, m3: float):
+def combined_margin_target(cos_theta: Tensor, m1: float, m2: float, m3: float) -> Tensor:
     """cos(m1 theta + m2) - m3, the combined margin of insightface.
 
     (1, 0, 0) is plain softmax on cosines, (1, m, 0) ArcFace, (1, 0, m) CosFace, (m, 0, 0)
@@ -135,12 +137,12 @@ def combined_margin_target(cos_theta, m1: float, m2: float, m3: float):
 
 
 def caffe_lambda(
-    iteration,
+    iteration: int | np.ndarray | Tensor,
     base: float = 1000.0,
     gamma: float = 0.12,
     power: float = 1.0,
     lambda_min: float = 5.0,
-):
+) -> np.float32 | np.ndarray | Tensor:
     """The A-Softmax annealing weight of the Caffe layer: max(lambda_min, base (1 + gamma i)^-power).
 
     Works on Python numbers, NumPy arrays and tensors (computed in float32 like Caffe's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import keras
 import numpy as np
@@ -19,6 +20,7 @@ from keras_sphereface.layers.base import (
     row_norm,
 )
 from keras_sphereface.layers.margin_functions import (
+    Tensor,
     caffe_lambda,
     chebyshev_psi,
     chebyshev_psi_derivative,
@@ -87,9 +89,9 @@ class MarginInnerProduct(MarginHead):
         lambda_min: float = 5.0,
         iteration: int = 0,
         caffe_backward: bool = False,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        **kwargs,
+        kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+        kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
+        **kwargs: Any,
     ):
         super().__init__(
             units,
@@ -109,7 +111,7 @@ class MarginInnerProduct(MarginHead):
         self.initial_iteration = int(iteration)
         self.caffe_backward = bool(caffe_backward)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple | list[tuple]) -> None:
         """Creates `kernel` (see `MarginHead.build`) and the int32 `iteration` counter."""
         super().build(input_shape)
         self.iteration = self.add_weight(
@@ -122,7 +124,7 @@ class MarginInnerProduct(MarginHead):
         )
 
     @property
-    def current_lambda(self):
+    def current_lambda(self) -> np.float32:
         """The lambda of the latest training step (from the `iteration` variable), as a float32."""
         iteration = int(ops.convert_to_numpy(self.iteration)) if self.built else self.initial_iteration
         return self.lambda_at(iteration)
@@ -131,10 +133,10 @@ class MarginInnerProduct(MarginHead):
         """The lambda this layer uses at a given iteration (1 for the first training step)."""
         return caffe_lambda(iteration, self.base, self.gamma, self.power, self.lambda_min)
 
-    def plain_logits(self, embeddings, kernel):
+    def plain_logits(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         return cosine_matmul(embeddings, kernel)
 
-    def margin_logits(self, embeddings, kernel, labels):
+    def margin_logits(self, embeddings: Tensor, kernel: Tensor, labels: Tensor) -> Tensor:
         new_iteration = self.iteration + 1
         self.iteration.assign(new_iteration)
         if self.m == 1:
@@ -147,7 +149,7 @@ class MarginInnerProduct(MarginHead):
             return _caffe_backward_logits(embeddings, kernel, labels, lam, self.m)
         return _a_softmax_logits(embeddings, kernel, labels, lam, self.m)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         iteration = self.initial_iteration
         if self.built:

@@ -7,12 +7,14 @@ its margin on the target column and scales every logit by `s`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 from keras import ops
 
 from keras_sphereface.layers.base import NormalizedHead, check_non_negative, check_positive
 from keras_sphereface.layers.margin_functions import (
+    Tensor,
     arcface_target,
     combined_margin_target,
     general_psi,
@@ -59,17 +61,17 @@ class ArcFace(NormalizedHead):
             base layer arguments).
     """
 
-    def __init__(self, units: int, s: float = 64.0, m: float = 0.5, easy_margin: bool = False, **kwargs):
+    def __init__(self, units: int, s: float = 64.0, m: float = 0.5, easy_margin: bool = False, **kwargs: Any):
         super().__init__(units, s=s, **kwargs)
         self.m = check_non_negative("m", m)
         if self.m >= math.pi:
             raise ValueError(f"`m` must be smaller than pi radians. Received: m={m!r}")
         self.easy_margin = bool(easy_margin)
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         return arcface_target(cos_theta, self.m, self.easy_margin)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m, "easy_margin": self.easy_margin}
 
 
@@ -86,14 +88,14 @@ class CosFace(NormalizedHead):
             base layer arguments).
     """
 
-    def __init__(self, units: int, s: float = 64.0, m: float = 0.35, **kwargs):
+    def __init__(self, units: int, s: float = 64.0, m: float = 0.35, **kwargs: Any):
         super().__init__(units, s=s, **kwargs)
         self.m = check_non_negative("m", m)
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         return cos_theta - self.m
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m}
 
 
@@ -117,17 +119,18 @@ class CombinedMargin(NormalizedHead):
     """
 
     def __init__(
-        self, units: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2, **kwargs
+        self, units: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
+        **kwargs: Any,
     ):
         super().__init__(units, s=s, **kwargs)
         self.m1 = check_positive("m1", m1)
         self.m2 = check_non_negative("m2", m2)
         self.m3 = check_non_negative("m3", m3)
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         return combined_margin_target(cos_theta, self.m1, self.m2, self.m3)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "m1": self.m1, "m2": self.m2, "m3": self.m3}
 
 
@@ -143,10 +146,10 @@ class NormSoftmax(NormalizedHead):
             base layer arguments).
     """
 
-    def __init__(self, units: int, s: float = 30.0, **kwargs):
+    def __init__(self, units: int, s: float = 30.0, **kwargs: Any):
         super().__init__(units, s=s, **kwargs)
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         return cos_theta
 
 
@@ -168,15 +171,15 @@ class SphereFaceR(NormalizedHead):
             base layer arguments).
     """
 
-    def __init__(self, units: int, s: float = 30.0, m: float = 1.5, **kwargs):
+    def __init__(self, units: int, s: float = 30.0, m: float = 1.5, **kwargs: Any):
         super().__init__(units, s=s, **kwargs)
         self.m = check_positive("m", m)
         if self.m < 1:
             raise ValueError(f"`m` must be >= 1. Received: m={m!r}")
 
-    def target_logit(self, cos_theta):
+    def target_logit(self, cos_theta: Tensor) -> Tensor:
         theta = ops.arccos(cos_theta)
         return cos_theta + ops.stop_gradient(general_psi(theta, self.m) - cos_theta)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m}

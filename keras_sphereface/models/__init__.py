@@ -30,7 +30,7 @@ from keras_sphereface.models.registry import get_entry, load_registry
 from keras_sphereface.models.resolver import fetch_weights
 from keras_sphereface.models.sphere import Sphere4, Sphere10, Sphere20, Sphere36, Sphere64, SphereNet
 from keras_sphereface.models.store import ChecksumError, WeightsNotFoundError, weights_home
-from keras_sphereface.models.training import build_training_model
+from keras_sphereface.models.training_model import build_training_model
 from keras_sphereface.models.zoo import MODEL_NAMES, ModelSpec, build_model, get_model_spec
 
 __all__ = [

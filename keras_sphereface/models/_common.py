@@ -38,7 +38,7 @@ def check_embedding_dim(embedding_dim: int) -> int:
     return embedding_dim
 
 
-def pad_like_caffe(x, kernel_size: int, strides: int, name: str):
+def pad_like_caffe(x: keras.KerasTensor, kernel_size: int, strides: int, name: str) -> tuple[keras.KerasTensor, str]:
     """Pads `(kernel_size - 1) // 2` on every side, as Caffe and PyTorch do, when striding.
 
     Keras "same" padding puts the extra row/column of a stride-2 convolution at the bottom/right
@@ -56,12 +56,12 @@ def pad_like_caffe(x, kernel_size: int, strides: int, name: str):
     return keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x), "valid"
 
 
-def float32_embedding(x, name: str = "embedding"):
+def float32_embedding(x: keras.KerasTensor, name: str = "embedding") -> keras.KerasTensor:
     """Passes `x` through a float32 linear layer, so the output is float32 under mixed precision."""
     return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 
 
-def prelu(name: str, init: float = 0.25):
+def prelu(name: str, init: float = 0.25) -> PReLU:
     """Per-channel PReLU (one slope per channel, shared over height and width), slopes start at 0.25.
 
     `keras_sphereface.models.prelu.PReLU`: Keras' layer with a cheaper training gradient.

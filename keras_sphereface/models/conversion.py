@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from keras_sphereface.models import registry
 from keras_sphereface.models.convert.files import convert_file, convert_source
@@ -17,7 +18,7 @@ def convert_checkpoint(
     tag: str | None = None,
     output: str | os.PathLike | None = None,
     input_shape: tuple[int, int, int] | None = None,
-    **options,
+    **options: Any,
 ) -> Path:
     """Converts a checkpoint into a Keras `.weights.h5` file; what `ksf convert` runs.
 

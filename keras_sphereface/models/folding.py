@@ -87,7 +87,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     return folded
 
 
-def foldable_pairs(model) -> list[tuple[keras.layers.BatchNormalization, keras.layers.Layer]]:
+def foldable_pairs(model: keras.Model) -> list[tuple[keras.layers.BatchNormalization, keras.layers.Layer]]:
     """The `(normalization, producing layer)` pairs `fold_batch_norms` folds, in graph order.
 
     Args:

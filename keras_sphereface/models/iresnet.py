@@ -19,13 +19,17 @@ the model. No pretrained IResNet weights are registered yet.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_sphereface.models import _common
 from keras_sphereface.models.preprocessing import scale_pixels
 from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
+from keras_sphereface.utils.types import Tensor
 
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -37,7 +41,9 @@ IRESNET_UNITS = {
 }
 
 
-def preprocess_input(x):
+# Registered (one name per family), so a `.keras` file with `Lambda(preprocess_input)` loads in safe mode.
+@keras.saving.register_keras_serializable(package="keras_sphereface", name="iresnet_preprocess_input")
+def preprocess_input(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Preprocesses aligned RGB faces for IResNet models: `(x - 127.5) / 128`.
 
     (insightface divides by 127.5; the difference is a 0.4% rescaling that BN absorbs, and one
@@ -80,7 +86,7 @@ def _basic_block(x, filters: int, strides: int, name: str):
 
 def IResNet(
     units_per_stage: Sequence[int],
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     input_shape: Sequence[int] = (112, 112, 3),
     embedding_dim: int = 512,
     dropout: float = 0.0,
@@ -136,25 +142,25 @@ def _named(builder_name: str, weights, input_shape, embedding_dim, dropout, name
                    embedding_dim=embedding_dim, dropout=dropout, name=name, registry_model=builder_name)
 
 
-def IResNet18(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
-              name="iresnet18") -> keras.Model:
+def IResNet18(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 112, 3),
+              embedding_dim: int = 512, dropout: float = 0.0, name: str = "iresnet18") -> keras.Model:
     """IResNet-18: units per stage `(2, 2, 2, 2)`. Arguments as `IResNet`."""
     return _named("IResNet18", weights, input_shape, embedding_dim, dropout, name)
 
 
-def IResNet34(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
-              name="iresnet34") -> keras.Model:
+def IResNet34(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 112, 3),
+              embedding_dim: int = 512, dropout: float = 0.0, name: str = "iresnet34") -> keras.Model:
     """IResNet-34: units per stage `(3, 4, 6, 3)`. Arguments as `IResNet`."""
     return _named("IResNet34", weights, input_shape, embedding_dim, dropout, name)
 
 
-def IResNet50(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
-              name="iresnet50") -> keras.Model:
+def IResNet50(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 112, 3),
+              embedding_dim: int = 512, dropout: float = 0.0, name: str = "iresnet50") -> keras.Model:
     """IResNet-50: units per stage `(3, 4, 14, 3)`. Arguments as `IResNet`."""
     return _named("IResNet50", weights, input_shape, embedding_dim, dropout, name)
 
 
-def IResNet100(weights=None, input_shape=(112, 112, 3), embedding_dim=512, dropout=0.0,
-               name="iresnet100") -> keras.Model:
+def IResNet100(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 112, 3),
+               embedding_dim: int = 512, dropout: float = 0.0, name: str = "iresnet100") -> keras.Model:
     """IResNet-100: units per stage `(3, 13, 30, 3)`. Arguments as `IResNet`."""
     return _named("IResNet100", weights, input_shape, embedding_dim, dropout, name)

@@ -18,13 +18,17 @@ PyTorch state-dict prefixes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_sphereface.models import _common
 from keras_sphereface.models.preprocessing import scale_pixels
 from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
+from keras_sphereface.utils.types import Tensor
 
 BN_EPSILON = 1e-5
 
@@ -32,7 +36,9 @@ BN_EPSILON = 1e-5
 BOTTLENECK_GROUPS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
 
 
-def preprocess_input(x):
+# Registered (one name per family), so a `.keras` file with `Lambda(preprocess_input)` loads in safe mode.
+@keras.saving.register_keras_serializable(package="keras_sphereface", name="mobilefacenet_preprocess_input")
+def preprocess_input(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Preprocesses aligned RGB faces for MobileFaceNet: `(x - 127.5) / 128`.
 
     Args:
@@ -76,7 +82,7 @@ def _bottleneck(x, expansion: int, filters: int, strides: int, index: int):
 
 
 def MobileFaceNet(
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     input_shape: Sequence[int] = (112, 96, 3),
     embedding_dim: int = 128,
     name: str = "mobilefacenet",

@@ -27,6 +27,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_sphereface.utils.types import Tensor
+
 
 @keras.saving.register_keras_serializable(package="keras_sphereface")
 class PReLU(keras.layers.PReLU):
@@ -37,7 +39,7 @@ class PReLU(keras.layers.PReLU):
     Output: the same shape and dtype.
     """
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: bool | None = None) -> Tensor:
         """`max(0, x) + alpha * min(0, x)` per element; the custom gradient when `training`.
 
         Args:

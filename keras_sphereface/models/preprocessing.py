@@ -11,13 +11,16 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
+
+from keras_sphereface.utils.types import Tensor
 
 #: `(x - PIXEL_MEAN) / PIXEL_SCALE`: the normalization of the SphereFace release and of the shared weights.
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 128.0
 
 
-def scale_pixels(x):
+def scale_pixels(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Maps RGB pixel values in `[0, 255]` to about `[-1, 1]` by `(x - 127.5) / 128`.
 
     Args:
@@ -31,14 +34,14 @@ def scale_pixels(x):
     return (np.asarray(x, dtype=np.float32) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_SCALE)
 
 
-def raw_pixels(x):
+def raw_pixels(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Returns the pixels as float32 in `[0, 255]` (for models that scale inside their graph)."""
     if keras.ops.is_tensor(x):
         return keras.ops.cast(x, "float32")
     return np.asarray(x, dtype=np.float32)
 
 
-def unit_pixels(x):
+def unit_pixels(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Maps pixels to `[0, 1]` by `x / 255`."""
     if keras.ops.is_tensor(x):
         return keras.ops.cast(x, "float32") / 255.0

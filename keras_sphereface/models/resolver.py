@@ -38,7 +38,7 @@ def _is_path_like(weights) -> bool:
                                          os.path.exists(weights))
 
 
-def check_weights_argument(weights, model_name: str | None,
+def check_weights_argument(weights: str | os.PathLike | None, model_name: str | None,
                            input_shape: Sequence[int] | None = None) -> registry.WeightsEntry | None:
     """Validates `weights=` before a model is built (keras.applications style).
 
@@ -72,7 +72,8 @@ def check_weights_argument(weights, model_name: str | None,
     )
 
 
-def load_model_weights(model: keras.Model, weights, entry: registry.WeightsEntry | None = None) -> None:
+def load_model_weights(model: keras.Model, weights: str | os.PathLike,
+                       entry: registry.WeightsEntry | None = None) -> None:
     """Loads `weights` into `model`: the file of `entry` (resolved as above) or the path `weights`.
 
     Args:

@@ -16,13 +16,17 @@ learning rate (`lr_mult: 2`); that is an optimizer setting and is not part of th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_sphereface.models import _common
 from keras_sphereface.models.preprocessing import scale_pixels
 from keras_sphereface.models.resolver import check_weights_argument, load_model_weights
+from keras_sphereface.utils.types import Tensor
 
 STAGE_FILTERS = (64, 128, 256, 512)
 
@@ -36,7 +40,9 @@ SPHERE_UNITS = {
 }
 
 
-def preprocess_input(x):
+# Registered (one name per family), so a `.keras` file with `Lambda(preprocess_input)` loads in safe mode.
+@keras.saving.register_keras_serializable(package="keras_sphereface", name="sphere_preprocess_input")
+def preprocess_input(x: ArrayLike | Tensor) -> np.ndarray | Tensor:
     """Preprocesses aligned RGB faces for SphereNet models: `(x - 127.5) / 128`.
 
     The models take RGB. The original Caffe Sphere-20 was trained on BGR input; its converter
@@ -60,7 +66,7 @@ class FrozenBiasConv2D(keras.layers.Conv2D):
     the bias stays at its loaded or initial value (zero) during training.
     """
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         """Creates kernel and bias as `Conv2D` does, then freezes the bias."""
         super().build(input_shape)
         if self.use_bias:
@@ -96,7 +102,7 @@ def _residual_unit(x, filters: int, stage: int, unit: int):
 
 def SphereNet(
     units_per_stage: Sequence[int],
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     input_shape: Sequence[int] = (112, 96, 3),
     embedding_dim: int = 512,
     name: str = "spherenet",
@@ -151,17 +157,20 @@ def _named_sphere(builder_name: str, weights, input_shape, embedding_dim, name) 
     )
 
 
-def Sphere4(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere4") -> keras.Model:
+def Sphere4(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 96, 3),
+            embedding_dim: int = 512, name: str = "sphere4") -> keras.Model:
     """Sphere-4: no residual units (units per stage `(0, 0, 0, 0)`). Arguments as `SphereNet`."""
     return _named_sphere("Sphere4", weights, input_shape, embedding_dim, name)
 
 
-def Sphere10(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere10") -> keras.Model:
+def Sphere10(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 96, 3),
+             embedding_dim: int = 512, name: str = "sphere10") -> keras.Model:
     """Sphere-10: units per stage `(0, 1, 2, 0)`. Arguments as `SphereNet`."""
     return _named_sphere("Sphere10", weights, input_shape, embedding_dim, name)
 
 
-def Sphere20(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere20") -> keras.Model:
+def Sphere20(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 96, 3),
+             embedding_dim: int = 512, name: str = "sphere20") -> keras.Model:
     """Sphere-20, the network of the SphereFace release: units per stage `(1, 2, 4, 1)`.
 
     `weights="casia"` is the original Caffe model (CASIA-WebFace), converted by `ksf convert caffe`
@@ -170,11 +179,13 @@ def Sphere20(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sp
     return _named_sphere("Sphere20", weights, input_shape, embedding_dim, name)
 
 
-def Sphere36(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere36") -> keras.Model:
+def Sphere36(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 96, 3),
+             embedding_dim: int = 512, name: str = "sphere36") -> keras.Model:
     """Sphere-36: units per stage `(2, 4, 8, 2)`. Arguments as `SphereNet`."""
     return _named_sphere("Sphere36", weights, input_shape, embedding_dim, name)
 
 
-def Sphere64(weights=None, input_shape=(112, 96, 3), embedding_dim=512, name="sphere64") -> keras.Model:
+def Sphere64(weights: str | os.PathLike | None = None, input_shape: Sequence[int] = (112, 96, 3),
+             embedding_dim: int = 512, name: str = "sphere64") -> keras.Model:
     """Sphere-64: units per stage `(3, 8, 16, 3)`. Arguments as `SphereNet`."""
     return _named_sphere("Sphere64", weights, input_shape, embedding_dim, name)

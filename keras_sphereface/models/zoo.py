@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -59,7 +60,7 @@ class ModelSpec:
         """The pixel mapping the model expects (`uint8`/float RGB `[0, 255]` -> float32)."""
         return get_preprocessing(self.preprocessing)
 
-    def build(self, **kwargs) -> keras.Model:
+    def build(self, **kwargs: Any) -> keras.Model:
         """Calls the builder with `kwargs` (`weights=`, `input_shape=`, `embedding_dim=`, `name=`)."""
         return self.builder(**kwargs)
 
@@ -98,6 +99,6 @@ def get_model_spec(name: str) -> ModelSpec:
     return spec
 
 
-def build_model(name: str, **kwargs) -> keras.Model:
+def build_model(name: str, **kwargs: Any) -> keras.Model:
     """Builds the zoo model `name` with the builder's keyword arguments (`weights=`, `input_shape=`, ...)."""
     return get_model_spec(name).build(**kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -127,6 +129,18 @@ def test_on_the_fly_alignment_matches_opencv(photo_records, lfw_subset):
     arcface, _ = _all(tfrecord_dataset(photo_records, 4, training=False, align=True, template="arcface",
                                        image_size=(112, 112)))
     assert arcface.shape[1:] == (112, 112, 3)
+
+
+def test_align_takes_the_alignment_vocabulary_and_the_old_booleans(crop_records, photo_records):
+    pattern, _ = crop_records
+    crops, _ = _all(tfrecord_dataset(pattern, 4, training=False, align="aligned"))
+    np.testing.assert_array_equal(crops, _all(tfrecord_dataset(pattern, 4, training=False, align=False))[0])
+    warped, _ = _all(tfrecord_dataset(photo_records, 4, training=False, align="landmarks"))
+    np.testing.assert_array_equal(warped, _all(tfrecord_dataset(photo_records, 4, training=False, align=True))[0])
+    for bad in ("detect", "yes", None, 1):
+        with pytest.raises(ValueError, match=rf"align must be one of \['aligned', 'landmarks'\].*"
+                                             rf"Received: align={re.escape(repr(bad))}"):
+            tfrecord_dataset(pattern, 4, align=bad)
 
 
 def test_input_context_shards_files_and_splits_the_batch(crop_records):

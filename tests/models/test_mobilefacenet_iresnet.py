@@ -84,3 +84,23 @@ def test_preprocess_input_is_the_same_for_every_family():
     expected = (pixels.astype(np.float32) - 127.5) / 128.0
     for family in (models.sphere, mobilefacenet, iresnet):
         assert np.array_equal(family.preprocess_input(pixels), expected)
+
+
+@pytest.mark.parametrize("family", [models.sphere, mobilefacenet, iresnet], ids=lambda f: f.__name__.rsplit(".")[-1])
+def test_preprocess_input_in_a_graph_saves_and_loads(family, tmp_path):
+    """Each family's `preprocess_input` is Keras-serializable: a `Lambda` of it round-trips in safe mode."""
+    pixels = keras.Input((8, 6, 3), name="pixels")
+    embeddings = keras.layers.Dense(4, name="embed")(keras.layers.Flatten()(
+        keras.layers.Lambda(family.preprocess_input, name="preprocess")(pixels)))
+    model = keras.Model(pixels, embeddings)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # safe_mode: a plain lambda would be refused here
+    assert loaded.get_layer("preprocess").function is family.preprocess_input
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)
+
+
+def test_each_family_registers_its_own_preprocess_input_name():
+    names = {keras.saving.get_registered_name(f.preprocess_input) for f in (models.sphere, mobilefacenet, iresnet)}
+    assert names == {f"keras_sphereface>{f}_preprocess_input" for f in ("sphere", "mobilefacenet", "iresnet")}

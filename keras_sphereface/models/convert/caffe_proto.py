@@ -51,7 +51,7 @@ MAX_BLOB_DIMS = 32
 # --- decoding ---------------------------------------------------------------------------------------
 
 
-def read_varint(buffer, position: int) -> tuple[int, int]:
+def read_varint(buffer: bytes | memoryview, position: int) -> tuple[int, int]:
     """Decodes a base-128 varint at `position`; returns `(value, next position)`.
 
     Raises:
@@ -110,7 +110,7 @@ def _fields(buffer, base: int = 0) -> Iterator[tuple[int, int, object, int]]:
         yield field, wire, value, base + value_start
 
 
-def iter_fields(buffer) -> Iterator[tuple[int, int, object]]:
+def iter_fields(buffer: bytes | memoryview) -> Iterator[tuple[int, int, object]]:
     """Yields `(field number, wire type, value)` of a message.
 
     The value is an int for varints, a `memoryview` for length-delimited fields and the raw bytes
@@ -197,7 +197,7 @@ def _decode_blob(buffer, base: int) -> np.ndarray:
     return data.reshape(shape)
 
 
-def decode_blob(buffer) -> np.ndarray:
+def decode_blob(buffer: bytes | memoryview) -> np.ndarray:
     """Decodes a `BlobProto` into a float32 array with the blob's shape.
 
     Raises:
@@ -222,7 +222,7 @@ def _decode_layer(buffer, v1: bool, base: int = 0) -> CaffeLayer:
     return CaffeLayer(name=name, type=kind, blobs=blobs)
 
 
-def decode_net(buffer) -> tuple[str, list[CaffeLayer]]:
+def decode_net(buffer: bytes | memoryview) -> tuple[str, list[CaffeLayer]]:
     """Decodes a `NetParameter`; returns `(net name, layers in file order)`.
 
     Raises:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 
 
@@ -57,7 +58,7 @@ def dense_from_keras(kernel: np.ndarray, flattened_hwc: Sequence[int] | None = N
     return np.ascontiguousarray(weight)
 
 
-def flattened_input_shape(layer) -> tuple[int, int, int] | None:
+def flattened_input_shape(layer: keras.layers.Layer) -> tuple[int, int, int] | None:
     """`(height, width, channels)` of the map a `Flatten` feeds into `layer` (in a functional model), or None.
 
     Looks through layers that keep the order of the values (Dropout, activations) between the

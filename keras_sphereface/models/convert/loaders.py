@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import keras
 
@@ -14,7 +15,7 @@ CHECKPOINT_LOADERS = {"torch-npz": load_torch_npz, "caffe": load_caffemodel}
 CHECKPOINT_FORMATS = tuple(CHECKPOINT_LOADERS)
 
 
-def load_checkpoint(format: str, model: keras.Model, path: str | os.PathLike, **options) -> None:
+def load_checkpoint(format: str, model: keras.Model, path: str | os.PathLike, **options: Any) -> None:
     """Loads a checkpoint of another framework into `model`.
 
     Args:

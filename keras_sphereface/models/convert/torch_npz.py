@@ -179,7 +179,7 @@ def _layer_tensors(layer, prefix: str, state: Mapping[str, np.ndarray]) -> dict[
     return values
 
 
-def _consumed_keys(layer, prefix: str, state: Mapping[str, np.ndarray]) -> set[str]:
+def _consumed_keys(prefix: str, state: Mapping[str, np.ndarray]) -> set[str]:
     suffixes = ("weight", "bias", "running_mean", "running_var")
     return {f"{prefix}.{s}" for s in suffixes if f"{prefix}.{s}" in state}
 
@@ -214,7 +214,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], model: keras.Model, name
                 )
             ordered.append(value)
         layer.set_weights(ordered)
-        used |= _consumed_keys(layer, prefix, state)
+        used |= _consumed_keys(prefix, state)
     unused = sorted(k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES))
     if unused:
         raise ValueError(f"{len(unused)} tensors of the state dict were not used: wrong architecture? "

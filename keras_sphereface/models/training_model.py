@@ -1,4 +1,4 @@
-"""`build_training_model`: an embedding backbone plus a margin head, ready for `compile`/`fit`."""
+"""`build_training_model`: joins an embedding backbone and a margin head into the model `fit` trains."""
 
 from __future__ import annotations
 

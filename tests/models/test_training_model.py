@@ -59,3 +59,9 @@ def test_bad_arguments():
     conv_only = keras.Model(backbone.input, backbone.get_layer("relu4_1").output)
     with pytest.raises(ValueError, match="embeddings"):
         models.build_training_model(conv_only, layers.ArcFace(5))
+
+
+def test_build_training_model_lives_in_models_training_model():
+    from keras_sphereface.models import training_model
+
+    assert models.build_training_model is training_model.build_training_model
