@@ -15,11 +15,12 @@ from ksf.options import report_errors
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Cosine threshold (same = score > threshold). Default: the export's stored threshold.")
 @report_errors
-def verify(image_a, image_b, model, weights, align, landmarks, batch_size, threshold) -> None:
+def verify(image_a: str, image_b: str, model: str, weights: str | None, detect: bool, landmarks: str | None,
+           aligned: bool, batch_size: int, threshold: float | None) -> None:
     """Score two face images with a model and decide same / different person."""
-    from keras_sphereface.inference.files import verify_pair
+    from keras_sphereface.inference import verify_pair
 
-    result = verify_pair(image_a, image_b, model, weights=weights,
-                         align=align_mode(align, landmarks), landmarks=landmarks, threshold=threshold)
+    result = verify_pair(image_a, image_b, model, weights=weights, align=align_mode(aligned, detect, landmarks),
+                         landmarks=landmarks, threshold=threshold)
     click.echo(f"{result.path_a}\n{result.path_b}")
     click.echo(result.summary())

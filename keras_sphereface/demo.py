@@ -155,11 +155,12 @@ def run_demo(
     from rich.console import Console
 
     from keras_sphereface.data import align_folder
+    from keras_sphereface.data.manifest import read_manifest
     from keras_sphereface.data.records import write_tfrecords
     from keras_sphereface.evaluation import evaluate_lfw
     from keras_sphereface.export import export_savedmodel
+    from keras_sphereface.inference import open_face_model, verify_pair
     from keras_sphereface.inference.contract import threshold_from_report
-    from keras_sphereface.inference.files import open_face_model, verify_pair
     from keras_sphereface.training import load_recipe, train
 
     started = time.perf_counter()
@@ -176,9 +177,9 @@ def run_demo(
 
     _step(console, show, "2. TFRecords of the View 1 training people (ksf make-tfrecords --people)")
     records = out_dir / "records"
-    if not (records / "manifest.json").is_file():
-        write_tfrecords(out_dir / "aligned", records, num_shards=8, people=lfw / "peopleDevTrain.txt")
-    manifest = json.loads((records / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(str(records))
+    if manifest is None:
+        manifest = write_tfrecords(out_dir / "aligned", records, num_shards=8, people=lfw / "peopleDevTrain.txt")
     split = manifest["splits"]["train"]
     result["tfrecords"] = {"examples": split["num_examples"], "identities": split["num_classes"],
                            "pattern": str(records / "train-*.tfrecord")}
@@ -220,8 +221,8 @@ def run_demo(
     checks = {}
     for label, same in (("same", True), ("different", False)):
         left, right = _pair_paths(lfw, same)
-        outcome = verify_pair(lfw / "images" / left, lfw / "images" / right, None, align="landmarks",
-                              landmarks=lfw / "landmarks.txt", face_model=face_model)
+        outcome = verify_pair(lfw / "images" / left, lfw / "images" / right, face_model, align="landmarks",
+                              landmarks=lfw / "landmarks.txt")
         checks[label] = {"images": [left, right], "score": outcome.score, "same": outcome.same}
         if show:
             console.print(f"{label} pair {left} / {right}: {outcome.summary()}")

@@ -20,6 +20,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from keras_sphereface.export.signatures import SERVING_DEFAULT, SIGNATURE_NAMES,
 from keras_sphereface.inference.contract import FLIP_FUSIONS, Contract, write_contract
 from keras_sphereface.utils.atomic import atomic_write
 from keras_sphereface.utils.disk import WriteError
+from keras_sphereface.utils.types import ModelLike
 from keras_sphereface.version import __version__
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -174,7 +176,7 @@ def _crops(example_images, input_size) -> np.ndarray:
 
 
 def export_model(
-    model,
+    model: ModelLike,
     out_dir: str | os.PathLike,
     name: str | None = None,
     version: int | None = None,
@@ -274,20 +276,20 @@ def export_model(
     return ExportResult(path, name, version, format, contract, tuple(files))
 
 
-def export_savedmodel(model, out_dir: str | os.PathLike, name: str | None = None, version: int | None = None,
-                      **kwargs) -> ExportResult:
+def export_savedmodel(model: ModelLike, out_dir: str | os.PathLike, name: str | None = None,
+                      version: int | None = None, **kwargs: Any) -> ExportResult:
     """`export_model(..., format="savedmodel")`: TF Serving's layout with three signatures. See `export_model`."""
     return export_model(model, out_dir, name, version, format="savedmodel", **kwargs)
 
 
-def export_tflite(model, out_dir: str | os.PathLike, name: str | None = None, version: int | None = None,
-                  **kwargs) -> ExportResult:
+def export_tflite(model: ModelLike, out_dir: str | os.PathLike, name: str | None = None,
+                  version: int | None = None, **kwargs: Any) -> ExportResult:
     """`export_model(..., format="tflite")`: `model.tflite` with `serving_default`. See `export_model`."""
     return export_model(model, out_dir, name, version, format="tflite", **kwargs)
 
 
-def export_onnx(model, out_dir: str | os.PathLike, name: str | None = None, version: int | None = None,
-                **kwargs) -> ExportResult:
+def export_onnx(model: ModelLike, out_dir: str | os.PathLike, name: str | None = None,
+                version: int | None = None, **kwargs: Any) -> ExportResult:
     """`export_model(..., format="onnx")`: `model.onnx` (input `images`, output `embedding`). See `export_model`."""
     return export_model(model, out_dir, name, version, format="onnx", **kwargs)
 

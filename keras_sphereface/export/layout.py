@@ -48,7 +48,7 @@ def next_version(model_dir: str | os.PathLike) -> int:
     return present[-1] + 1 if present else 1
 
 
-def check_version(version) -> int:
+def check_version(version: object) -> int:
     """Validates a version number (a positive integer, as TF Serving requires)."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be a positive integer. Received: version={version!r}")

@@ -13,11 +13,15 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from keras_sphereface.export.signatures import EMBED_JPEG, SERVING_DEFAULT, VERIFY
+
+if TYPE_CHECKING:
+    from tensorflow_serving.apis.predict_pb2 import PredictRequest
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 EXAMPLES_DIR = "examples"
@@ -71,7 +75,7 @@ def signature_inputs(crops: np.ndarray, threshold: float | None) -> dict[str, di
     }
 
 
-def predict_request(model_name: str, signature: str, inputs: dict[str, np.ndarray]):
+def predict_request(model_name: str, signature: str, inputs: dict[str, np.ndarray]) -> PredictRequest:
     """A `tensorflow.serving.PredictRequest` for `signature` of `model_name`, as a client builds it."""
     predict_pb2, _ = _serving_protos()
     request = predict_pb2.PredictRequest()

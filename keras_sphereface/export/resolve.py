@@ -1,7 +1,7 @@
 """Which Keras network is exported, its name and its pixel preprocessing.
 
 Only the embedding network is exported: a training model `[image, label] -> logits` (see
-`keras_sphereface.models.training.build_training_model`) is reduced to its backbone, and the margin
+`keras_sphereface.models.training_model.build_training_model`) is reduced to its backbone, and the margin
 head is never part of an export.
 """
 

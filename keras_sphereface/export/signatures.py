@@ -12,11 +12,17 @@ stores one (a SignatureDef default). `D` is the network's embedding size, `2 * d
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
 from keras_sphereface.data.dataset import decode_image_tf
 from keras_sphereface.export.resolve import ResolvedModel
 from keras_sphereface.inference.contract import FLIP_FUSIONS
+
+if TYPE_CHECKING:
+    import keras
 
 SERVING_DEFAULT = "serving_default"
 EMBED_JPEG = "embed_jpeg"
@@ -58,11 +64,11 @@ class ServingFunctions:
         """`tf.TensorSpec` of a float32 image batch `(None, H, W, 3)` called `name`."""
         return tf.TensorSpec((None, self.height, self.width, 3), tf.float32, name=name)
 
-    def _network(self, images):
+    def _network(self, images: tf.Tensor) -> tf.Tensor:
         # Mixed-precision networks return float16: the export always returns float32.
         return tf.cast(self.model(self._preprocess(images), training=False), tf.float32)
 
-    def embed(self, images):
+    def embed(self, images: tf.Tensor) -> tf.Tensor:
         """float32 `(batch, H, W, 3)` pixels 0..255 -> L2-normalized float32 `(batch, D)`."""
         images = tf.cast(images, tf.float32)
         features = self._network(images)
@@ -72,11 +78,11 @@ class ServingFunctions:
             features = tf.concat([features, mirrored], axis=1) if concat else features + mirrored
         return tf.math.l2_normalize(features, axis=1, epsilon=1e-12)
 
-    def serving_default(self, images):
+    def serving_default(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The `serving_default` signature: `{"embedding": (batch, D)}`."""
         return {"embedding": self.embed(images)}
 
-    def decode(self, images):
+    def decode(self, images: tf.Tensor) -> tf.Tensor:
         """Decodes a `(batch,)` string tensor of JPEG/PNG crops to float32 `(batch, H, W, 3)`.
 
         A crop of another size fails with an `InvalidArgumentError` naming the expected size.
@@ -97,11 +103,11 @@ class ServingFunctions:
             decode_one, images, fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32)
         )
 
-    def embed_jpeg(self, images):
+    def embed_jpeg(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The `embed_jpeg` signature: encoded crops `(batch,)` -> `{"embedding": (batch, D)}`."""
         return {"embedding": self.embed(self.decode(images))}
 
-    def verify_function(self):
+    def verify_function(self) -> Callable[..., dict[str, tf.Tensor]]:
         """The `verify` function; its `threshold` argument defaults to the stored threshold (if any).
 
         A default that is a tensor is written into the SignatureDef's `defaults`, which TensorFlow's
@@ -134,11 +140,11 @@ class ServingFunctions:
                      tf.TensorSpec((), tf.float32, name="threshold")],
         }
 
-    def functions(self) -> dict:
+    def functions(self) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
         """Signature name -> Python function, for `ExportArchive.add_endpoint`."""
         return {SERVING_DEFAULT: self.serving_default, EMBED_JPEG: self.embed_jpeg, VERIFY: self.verify_function()}
 
-    def archive(self, signatures=SIGNATURE_NAMES):
+    def archive(self, signatures: Sequence[str] = SIGNATURE_NAMES) -> keras.export.ExportArchive:
         """A `keras.export.ExportArchive` tracking the network with the named signatures."""
         import keras
 

@@ -6,10 +6,14 @@ checks). Bottom to top:
 - `Embedder` (`embedder.py`): a model with its input size, preprocessing and fingerprint;
 - loaders: `keras_embedder` (`keras_loader.py`), `savedmodel_embedder` (`savedmodel.py`, TensorFlow);
 - `load_embedder` (`load.py`): a zoo name, `.keras` file, SavedModel directory or model -> `Embedder`;
-  `EmbeddingCache` (`cache.py`); `embed_images` (`batch.py`): batched, cached, with mirrors.
+  `open_face_model` there is its stricter form for image files (a folder must be an export with its contract);
+- `EmbeddingCache` (`cache.py`); `embed_images` (`batch.py`): batched, threaded, cached, with mirrors: the
+  one path from a `keras_sphereface.data.FaceSource` (read, decode, crop) to embeddings;
+- image files (`ksf embed` / `ksf verify`): `collect_images`, `LandmarkLookup`, `files_source`
+  (`image_files.py`: files -> a `FaceSource` by one of `data.face_source.ALIGN_MODES`), `EmbeddingTable` and its writers
+  (`table.py`), `embed_files` (`files.py`), `verify_pair` (`verify.py`).
 
-Images come through `keras_sphereface.data.FaceSource` (read, decode, align). An export's
-preprocessing contract is `contract.py` (JSON only); `files.py` runs `ksf embed` / `ksf verify`.
+An export's preprocessing contract is `contract.py` (JSON only).
 """
 
 import importlib
@@ -21,11 +25,24 @@ _LAZY = {
     "embed_images": "keras_sphereface.inference.batch",
     "EmbeddingCache": "keras_sphereface.inference.cache",
     "default_cache_dir": "keras_sphereface.inference.cache",
+    "open_cache": "keras_sphereface.inference.cache",
     "Embedder": "keras_sphereface.inference.embedder",
+    "embed_files": "keras_sphereface.inference.files",
+    "embed_image_files": "keras_sphereface.inference.files",
+    "LandmarkLookup": "keras_sphereface.inference.image_files",
+    "collect_images": "keras_sphereface.inference.image_files",
+    "files_source": "keras_sphereface.inference.image_files",
     "keras_embedder": "keras_sphereface.inference.keras_loader",
     "keras_fingerprint": "keras_sphereface.inference.keras_loader",
     "directory_fingerprint": "keras_sphereface.inference.load",
     "load_embedder": "keras_sphereface.inference.load",
+    "open_face_model": "keras_sphereface.inference.load",
+    "EmbeddingTable": "keras_sphereface.inference.table",
+    "OUTPUT_SUFFIXES": "keras_sphereface.inference.table",
+    "embeddings_csv": "keras_sphereface.inference.table",
+    "write_embeddings": "keras_sphereface.inference.table",
+    "PairVerification": "keras_sphereface.inference.verify",
+    "verify_pair": "keras_sphereface.inference.verify",
 }
 
 

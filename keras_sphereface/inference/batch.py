@@ -1,4 +1,8 @@
-"""`embed_images`: images (and their mirrors) -> embeddings, in batches, through the cache."""
+"""`embed_images`: images (and their mirrors) -> embeddings, in batches, through the cache.
+
+The one path from a `FaceSource` to a model: evaluation, `ksf embed` / `ksf verify` (`embed_files`,
+`verify_pair`) and the demo all embed through it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from keras_sphereface.data.face_source import FaceSource
+from keras_sphereface.data.face_source import FaceError, FaceSource
 from keras_sphereface.inference.cache import EmbeddingCache
 from keras_sphereface.inference.embedder import Embedder
 
 
 @dataclasses.dataclass
 class EmbeddingStats:
-    """How an embedding run went: images, forward passes and cache hits."""
+    """How an embedding run went: images, forward passes and cache hits.
+
+    Attributes:
+        images: int. Images asked for.
+        computed: int. Images that went through the model.
+        cached: int. Images served from the cache.
+        failures: dict. Row index -> why that image has no embedding (`skip_unusable` only).
+    """
 
     images: int = 0
     computed: int = 0
     cached: int = 0
+    failures: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def _progress(enabled: bool):
@@ -44,6 +56,7 @@ def embed_images(
     cache: EmbeddingCache | None = None,
     progress: bool = True,
     workers: int = 2,
+    skip_unusable: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, EmbeddingStats]:
     """Embeds images (and their horizontal mirrors) in batches.
 
@@ -57,10 +70,18 @@ def embed_images(
         cache: `EmbeddingCache` or None.
         progress: bool. Show a rich progress bar.
         workers: int. Threads that read, decode and align images.
+        skip_unusable: bool. An image the source cannot crop (`FaceError`: unreadable, no landmarks,
+            no face, wrong size) gets a NaN row and its reason in `stats.failures` instead of stopping
+            the run.
 
     Returns:
-        `(embeddings, flipped, stats)`: float32 `(num_images, dim)`, the mirrors' embeddings
-        (or None when `flip` is False) and an `EmbeddingStats`.
+        `(embeddings, flipped, stats)`: float32 `(num_images, dim)` as the model returns them (not
+        normalized), the mirrors' embeddings (or None when `flip` is False) and an `EmbeddingStats`.
+        With no embedding at all, `dim` is the export contract's `embedding_dim` (0 without a contract).
+
+    Raises:
+        FaceError: an image cannot be cropped (without `skip_unusable`).
+        ValueError: no paths, or crops of another size than the model's input.
     """
     check_input_size(embedder, source)
     paths = list(paths)
@@ -69,39 +90,56 @@ def embed_images(
     variants = (False, True) if flip else (False,)
     results: dict[tuple[int, bool], np.ndarray] = {}
     stats = EmbeddingStats(images=len(paths))
+
+    def attempt(index: int, step, *args):
+        """`step(*args)` for image `index`, or None with the reason noted when it is unusable and may be skipped."""
+        try:
+            return step(*args)
+        except FaceError as error:
+            if not skip_unusable:
+                raise
+            stats.failures[index] = str(error)
+            return None
+
+    def read(index: int) -> tuple[bytes, str] | None:
+        return attempt(index, source.read, paths[index])
+
+    def crop(index: int, data: bytes) -> np.ndarray | None:
+        return attempt(index, source.crop, paths[index], data)
+
     with ThreadPoolExecutor(max(1, workers)) as pool, _progress(progress) as bar:
         task = bar.add_task(f"Embedding {len(paths)} images", total=len(paths))
         for start in range(0, len(paths), batch_size):
-            chunk = list(range(start, min(start + batch_size, len(paths))))
-            read = list(pool.map(lambda i: source.read(paths[i]), chunk))
-            keys = {
-                (i, f): EmbeddingCache.entry_key(read[n][1], embedder.preprocess, f)
-                for n, i in enumerate(chunk)
-                for f in variants
-            }
+            chunk = range(start, min(start + batch_size, len(paths)))
+            found = {i: item for i, item in zip(chunk, pool.map(read, chunk), strict=True) if item is not None}
+            keys = {(i, f): EmbeddingCache.entry_key(found[i][1], embedder.preprocess, f)
+                    for i in found for f in variants}
             todo = []
-            for n, i in enumerate(chunk):
+            for i in found:
                 hits = {f: cache.get(keys[i, f]) if cache is not None else None for f in variants}
                 if all(v is not None for v in hits.values()):
                     results.update({(i, f): v for f, v in hits.items()})
                     stats.cached += 1
                 else:
-                    todo.append(n)
+                    todo.append(i)
+            made = dict(zip(todo, pool.map(crop, todo, [found[i][0] for i in todo]), strict=True))
+            todo = [i for i in todo if made[i] is not None]
             if todo:
-                jobs = [(paths[chunk[n]], read[n][0]) for n in todo]
-                crops = np.stack(list(pool.map(lambda job: source.crop(*job), jobs)))
+                crops = np.stack([made[i] for i in todo])
                 for f in variants:
                     vectors = embedder(crops[:, :, ::-1] if f else crops)
-                    for n, vector in zip(todo, vectors, strict=True):
-                        results[chunk[n], f] = vector
+                    for i, vector in zip(todo, vectors, strict=True):
+                        results[i, f] = vector
                         if cache is not None:
-                            cache.put(keys[chunk[n], f], vector)
+                            cache.put(keys[i, f], vector)
                 stats.computed += len(todo)
             bar.advance(task, len(chunk))
     if cache is not None:
         cache.save()
-    embeddings = np.stack([results[i, False] for i in range(len(paths))])
-    flipped = np.stack([results[i, True] for i in range(len(paths))]) if flip else None
+    dim = next((len(v) for v in results.values()), embedder.contract.embedding_dim if embedder.contract else 0)
+    empty = np.full(dim, np.nan, dtype=np.float32)
+    embeddings = np.stack([results.get((i, False), empty) for i in range(len(paths))])
+    flipped = np.stack([results.get((i, True), empty) for i in range(len(paths))]) if flip else None
     return embeddings, flipped, stats
 
 

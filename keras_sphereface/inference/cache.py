@@ -68,3 +68,16 @@ class EmbeddingCache:
                 vectors=np.stack([self.entries[k] for k in keys]),
             )
         self._dirty = False
+
+
+def open_cache(cache_dir: str | os.PathLike | bool | None, fingerprint: str) -> EmbeddingCache | None:
+    """The cache a `cache_dir` option asks for: None or True: `default_cache_dir()`; False: none; else that folder.
+
+    Args:
+        cache_dir: str, path-like, bool or None. As `ksf eval --cache-dir` / `--no-cache` give it.
+        fingerprint: str. The model fingerprint (`Embedder.fingerprint`).
+    """
+    if cache_dir is False:
+        return None
+    directory = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
+    return EmbeddingCache(directory, fingerprint)

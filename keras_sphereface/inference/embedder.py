@@ -7,10 +7,14 @@ The bottom of the inference floor: every loader (`keras_loader`, `savedmodel`) r
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_sphereface.models.preprocessing import get_preprocessing
+
+if TYPE_CHECKING:
+    from keras_sphereface.inference.contract import Contract
 
 
 class Embedder:
@@ -30,12 +34,12 @@ class Embedder:
 
     def __init__(
         self,
-        predict: Callable,
+        predict: Callable[[np.ndarray], np.ndarray],
         input_size: tuple[int, int],
         fingerprint: str,
         preprocess: str = "ksf",
         name: str = "model",
-        contract=None,
+        contract: Contract | None = None,
     ):
         self._preprocess_fn = get_preprocessing(preprocess)
         self._predict = predict
@@ -44,6 +48,11 @@ class Embedder:
         self.preprocess = preprocess
         self.name = name
         self.contract = contract
+
+    @property
+    def description(self) -> str:
+        """What embeds, for messages: `"model <name>"`, or `"the export <name>"` when it carries a contract."""
+        return f"the export {self.name}" if self.contract is not None else f"model {self.name}"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Embeds aligned RGB `uint8` faces `(batch, height, width, 3)` into float32 `(batch, dim)`."""

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_sphereface.inference.embedder import Embedder
 from keras_sphereface.models.folding import fold_batch_norms
 
+if TYPE_CHECKING:
+    import keras
 
-def keras_fingerprint(model) -> str:
+
+def keras_fingerprint(model: keras.Model) -> str:
     """Hex SHA-256 of a Keras model's class, input/output shapes, layer types and every weight value."""
     digest = hashlib.sha256()
     digest.update(
@@ -31,7 +35,7 @@ def keras_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def keras_embedder(model, preprocess: str = "ksf", batch_size: int = 64) -> Embedder:
+def keras_embedder(model: keras.Model, preprocess: str = "ksf", batch_size: int = 64) -> Embedder:
     """Wraps a Keras model that maps `(batch, height, width, 3)` to `(batch, dim)` embeddings.
 
     Batches are padded to `batch_size` so the compiled predict function is traced once. The
@@ -59,7 +63,7 @@ def keras_embedder(model, preprocess: str = "ksf", batch_size: int = 64) -> Embe
 
     served = fold_batch_norms(model)
 
-    def predict(x):
+    def predict(x: np.ndarray) -> np.ndarray:
         count = x.shape[0]
         if count < batch_size:
             x = np.concatenate([x, np.zeros((batch_size - count, *x.shape[1:]), x.dtype)])

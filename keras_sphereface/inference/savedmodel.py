@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_sphereface.inference.embedder import Embedder
 
+if TYPE_CHECKING:
+    from keras_sphereface.inference.contract import Contract
+
 
 def savedmodel_embedder(
     path: str | Path, preprocess: str, fingerprint: str, signature: str = "serving_default",
-    name: str | None = None, contract=None,
+    name: str | None = None, contract: Contract | None = None,
 ) -> Embedder:
     """Wraps the `signature` of a SavedModel that maps `(batch, height, width, 3)` to embeddings.
 

@@ -115,7 +115,7 @@ def test_mixed_precision_model_exports_float32(tmp_path):
 def test_training_model_exports_only_the_embedding_network(tmp_path):
     from keras_sphereface.export import embedding_network, export_savedmodel
     from keras_sphereface.layers import ArcFace
-    from keras_sphereface.models.training import build_training_model
+    from keras_sphereface.models import build_training_model
 
     backbone = tiny_model()
     training = build_training_model(backbone, ArcFace(10))

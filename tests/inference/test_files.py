@@ -1,4 +1,4 @@
-"""`keras_sphereface.inference.files`: image files -> embeddings rows, pair verification, alignment routes."""
+"""Image files -> embedding rows, pair verification, alignment routes: all through `FaceSource` + `embed_images`."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from keras_sphereface.inference.contract import Contract, ContractError, write_contract
-from keras_sphereface.inference.files import (
-    FaceError,
-    FacePreparer,
+from keras_sphereface.data.face_source import FaceError, FaceSource
+from keras_sphereface.inference import (
     LandmarkLookup,
     collect_images,
     embed_files,
+    embed_images,
+    files_source,
     open_face_model,
     verify_pair,
     write_embeddings,
 )
+from keras_sphereface.inference.contract import Contract, ContractError, write_contract
 
 pytestmark = pytest.mark.tf_backend
 
@@ -119,6 +120,11 @@ def test_landmarks_route_on_real_lfw_images(tiny, lfw_dir):
     np.testing.assert_allclose(table.embeddings, _reference(tiny, crop[None]), atol=1e-5)
 
 
+def _crop(source: FaceSource, path) -> np.ndarray:
+    data, _ = source.read(str(path))
+    return source.crop(str(path), data)
+
+
 def test_detect_route(tiny, tmp_path, crops, monkeypatch):
     image = _write_png(tmp_path / "face.png", np.zeros((150, 150, 3), np.uint8))
     face_model = open_face_model(tiny)
@@ -134,11 +140,16 @@ def test_detect_route(tiny, tmp_path, crops, monkeypatch):
             return get_template("sphereface", (112, 96)) + 20.0, {"faces": 1}
 
     with pytest.raises(FaceError, match="no face found"):
-        FacePreparer(face_model, "detect", detector=NoFace()).crop(image)
-    assert FacePreparer(face_model, "detect", detector=Centre()).crop(image).shape == (112, 96, 3)
+        _crop(files_source(face_model, [image], "detect", detector=NoFace()), image)
+    assert _crop(files_source(face_model, [image], "detect", detector=Centre()), image).shape == (112, 96, 3)
+    table = embed_files([image, image], face_model, align="detect", detector=NoFace())
+    assert table.ok.tolist() == [False, False] and "no face found" in table.errors[0]
+    assert table.embeddings.shape == (2, 0)  # no contract, no row: the width is unknown
     monkeypatch.setitem(sys.modules, "mtcnn", None)
     with pytest.raises(ImportError, match=r"keras-sphereface\[detect\]"):
-        FacePreparer(face_model, "detect").crop(image)
+        _crop(files_source(face_model, [image], "detect"), image)
+    with pytest.raises(ImportError, match=r"keras-sphereface\[detect\]"):
+        embed_files([image], face_model, align="detect")
 
 
 def test_verify_pair_threshold_origin(tiny, tmp_path, crops):
@@ -165,8 +176,62 @@ def test_open_face_model_refuses_folders_that_are_not_savedmodel_exports(tmp_pat
         open_face_model(version.parent)
 
 
-def test_bad_align_mode():
+def test_bad_align_mode(tiny, tmp_path, crops):
     with pytest.raises(ValueError, match="align must be one of"):
-        FacePreparer(None, "guess")
+        FaceSource.for_mode("guess")
     with pytest.raises(ValueError, match="needs a landmark file"):
-        FacePreparer(None, "landmarks")
+        FaceSource.for_mode("landmarks")
+    image = _write_png(tmp_path / "a.png", crops[0])
+    with pytest.raises(ValueError, match="align must be one of"):
+        embed_files([image], tiny, align="guess")
+    with pytest.raises(ValueError, match="not both"):
+        FaceSource(tmp_path, {}, detector="mtcnn")
+
+
+@pytest.mark.slow
+def test_one_path_embed_files_is_embed_images_on_a_face_source(tiny, lfw_dir, tmp_path):
+    from keras_sphereface.data import read_landmarks
+
+    names = ["Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0004.jpg",
+             "Amber_Tamblyn/Amber_Tamblyn_0001.jpg"]
+    embedder = open_face_model(tiny)
+    source = FaceSource(lfw_dir / "images", read_landmarks(lfw_dir / "landmarks.txt"))
+    rows, _, _ = embed_images(embedder, names, source, flip=False, progress=False)
+    expected = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    photos = embed_files([lfw_dir / "images" / n for n in names], embedder, align="landmarks",
+                         landmarks=lfw_dir / "landmarks.txt")
+    np.testing.assert_allclose(photos.embeddings, expected, atol=1e-6)
+    # The same crops saved as (lossless) files and embedded as aligned crops: the same rows.
+    files = [_write_png(tmp_path / "crops" / f"{i}.png", _crop(source, n)) for i, n in enumerate(names)]
+    np.testing.assert_allclose(embed_files(files, embedder).embeddings, expected, atol=1e-6)
+    # With a cache folder, the second call is served from the cache, bit for bit.
+    first = embed_files(files, embedder, cache_dir=tmp_path / "cache")
+    second = embed_files(files, embedder, cache_dir=tmp_path / "cache")
+    assert (first.stats.computed, first.stats.cached) == (3, 0)
+    assert (second.stats.computed, second.stats.cached) == (0, 3)
+    np.testing.assert_array_equal(second.embeddings, first.embeddings)
+
+
+def test_ksf_embed_cli_cache_and_failures(tiny, tmp_path, crops):
+    from click.testing import CliRunner
+
+    from ksf.main import cli
+
+    model = tmp_path / "tiny.keras"
+    tiny.save(model)
+    folder = tmp_path / "faces"
+    for i, crop in enumerate(crops):
+        _write_png(folder / f"{i}.png", crop)
+    (folder / "z.png").write_bytes(b"not a png")
+    args = ["embed", str(folder), "--model", str(model), "--cache-dir", str(tmp_path / "cache")]
+    first = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "e.npy")])
+    assert first.exit_code == 1, first.output  # z.png: named, counted, its row NaN
+    assert "3 of 4 images embedded" in first.output and "z.png: unreadable image" in first.output
+    assert "from the cache" not in first.output
+    second = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "e.csv")])
+    assert second.exit_code == 1 and "3 from the cache" in second.output
+    uncached = CliRunner().invoke(cli, [*args, "--no-cache", "--out", str(tmp_path / "f.npy")])
+    assert uncached.exit_code == 1 and "from the cache" not in uncached.output
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy")[:3], np.load(tmp_path / "f.npy")[:3])
+    both = CliRunner().invoke(cli, ["embed", str(folder), "--model", str(model), "--aligned", "--detect"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
