@@ -30,6 +30,8 @@ STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 LR_SCHEDULES = ("piecewise", "polynomial", "constant")
 ON_NAN = ("stop", "skip")
 DECAY_ON = ("kernels", "all")
+#: The `ALIGN_MODES` a training input can use (records store no detector output).
+TRAINING_ALIGN_MODES = ("aligned", "landmarks")
 
 
 @dataclasses.dataclass
@@ -42,9 +44,11 @@ class TrainConfig:
             the number of classes.
         input_size: list of 2 ints or None. `[height, width]` of the network input in pixels;
             None: the zoo model's default (112x96 for Sphere nets and MobileFaceNet).
-        align: bool. Align on the fly from the landmarks stored in the records (records of
-            original photos); False: the records hold aligned crops of `input_size`.
-        template: str. Alignment template when `align` (`"sphereface"`, `"arcface"`).
+        align: str. How records become crops (`keras_sphereface.data.face_source.ALIGN_MODES`):
+            `"aligned"`: the records hold aligned crops of `input_size`; `"landmarks"`: align on
+            the fly from the landmarks stored in the records (records of original photos).
+            `false` / `true` are read as these two.
+        template: str. Alignment template when `align="landmarks"` (`"sphereface"`, `"arcface"`).
         flip: bool. Random horizontal flip (the SphereFace paper's only augmentation).
         shuffle_buffer: int. Examples in the shuffle buffer. The buffer is part of every
             checkpoint (about `shuffle_buffer * height * width * 3` bytes).
@@ -65,14 +69,27 @@ class TrainConfig:
             `epochs` is set.
         epochs: float or None. Passes over the training records; converted to steps with
             the manifest's example count.
-        lr: float. Base learning rate.
+        lr: float. Base learning rate for a global batch of `lr_reference_batch` images; the
+            rate applied is `lr * batch_size / lr_reference_batch` (linear scaling, printed at start).
+        lr_reference_batch: int. The global batch `lr` is stated for (256: the SphereFace paper's
+            batch, and the one insightface quotes its rates for).
         lr_schedule: str. `"piecewise"` (multiply by `lr_decay` at each step of
             `lr_boundaries`, Caffe's `multistep`), `"polynomial"` (insightface's
             `lr * (1 - step / steps) ** lr_power`) or `"constant"`.
         lr_boundaries: list of int. Global steps at which the piecewise rate drops.
         lr_decay: float. Factor of each piecewise drop.
         lr_power: float. Power of the polynomial schedule.
-        warmup_steps: int. Linear warm-up from 0 to `lr` over these steps.
+        warmup_steps: int. Linear warm-up from 0 to the rate over these steps; 0: use
+            `warmup_fraction`.
+        warmup_fraction: float in [0, 1). Warm-up over this fraction of the run's steps when
+            `warmup_steps` is 0.
+        clip_norm: float. Clip the global gradient norm (over all replicas) to this; `inf`
+            (TOML `clip_norm = inf`, `--clip-norm inf`): no clipping.
+        convergence_check_after: int. From this step on, each logged interval whose loss is
+            still within `convergence_tolerance` of ln(classes) (or above it), or whose training
+            accuracy is 0, is flagged on the console and in `metrics.csv` (`warning`), with the
+            remedies for the head; training goes on. 0 disables the check.
+        convergence_tolerance: float. Relative distance to ln(classes) that counts as "no progress".
         momentum: float. SGD momentum.
         nesterov: bool. Nesterov momentum.
         weight_decay: float. L2 decay coefficient as Caffe and PyTorch define it (the gradient
@@ -121,7 +138,7 @@ class TrainConfig:
 
     tfrecords: str = ""
     input_size: list[int] | None = None
-    align: bool = False
+    align: str = "aligned"
     template: str = "sphereface"
     flip: bool = True
     shuffle_buffer: int = 8192
@@ -136,11 +153,16 @@ class TrainConfig:
     steps: int | None = None
     epochs: float | None = None
     lr: float = 0.1
+    lr_reference_batch: int = 256
     lr_schedule: str = "piecewise"
     lr_boundaries: list[int] = dataclasses.field(default_factory=list)
     lr_decay: float = 0.1
     lr_power: float = 2.0
     warmup_steps: int = 0
+    warmup_fraction: float = 0.05
+    clip_norm: float = 5.0
+    convergence_check_after: int = 200
+    convergence_tolerance: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -186,8 +208,8 @@ class TrainConfig:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("on_nan", self.on_nan, ON_NAN)
         _choice("weight_decay_on", self.weight_decay_on, DECAY_ON)
-        for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
-                     "shuffle_buffer"):
+        for name in ("batch_size", "lr_reference_batch", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "validate_every", "shuffle_buffer"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
@@ -195,6 +217,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
+        if isinstance(self.align, bool):
+            self.align = "landmarks" if self.align else "aligned"
+        _choice("align", self.align, TRAINING_ALIGN_MODES)
+        _check_warmup_and_guard(self)
         if not isinstance(self.jit_compile, bool):
             raise ValueError(f"`jit_compile` must be true or false. Received: jit_compile={self.jit_compile!r}")
         if self.steps is not None and self.epochs is not None:
@@ -238,6 +264,32 @@ class TrainConfig:
             given.setdefault("steps", None)
         values = {**dataclasses.asdict(self), **given}
         return TrainConfig(**values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_warmup_and_guard(config: TrainConfig) -> None:
+    """The checks of the warm-up, clipping and convergence-check options (each error names the option)."""
+    if not isinstance(config.warmup_steps, int) or isinstance(config.warmup_steps, bool) or config.warmup_steps < 0:
+        raise ValueError(f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={config.warmup_steps!r}")
+    if config.steps is not None and config.warmup_steps >= config.steps:
+        raise ValueError(f"`warmup_steps` must be shorter than the run (steps={config.steps}). Received: "
+                         f"warmup_steps={config.warmup_steps}")
+    if not _is_number(config.warmup_fraction) or not 0 <= config.warmup_fraction < 1:
+        raise ValueError(f"`warmup_fraction` must be a number in [0, 1) (a fraction of the run). Received: "
+                         f"warmup_fraction={config.warmup_fraction!r}")
+    clip = config.clip_norm
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip <= 0:
+        raise ValueError(f"`clip_norm` must be a number > 0 (inf: no clipping). Received: clip_norm={clip!r}")
+    after = config.convergence_check_after
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ValueError(f"`convergence_check_after` must be an integer >= 0 (0: no check). Received: "
+                         f"convergence_check_after={after!r}")
+    if not _is_number(config.convergence_tolerance) or not 0 < config.convergence_tolerance < 1:
+        raise ValueError(f"`convergence_tolerance` must be a number in (0, 1). Received: "
+                         f"convergence_tolerance={config.convergence_tolerance!r}")
 
 
 def _choice(name: str, value, choices) -> None:

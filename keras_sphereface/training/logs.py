@@ -14,7 +14,7 @@ LOG_DIR = "logs"
 METRICS_CSV = "metrics.csv"
 #: The columns of `metrics.csv`; a row leaves the figures it does not have empty.
 METRIC_FIELDS = ("step", "epoch", "loss", "accuracy", "lambda", "lr", "images_per_s", "val_accuracy",
-                 "wall_s")
+                 "wall_s", "warning")
 _SCALARS = ("loss", "accuracy", "lambda", "lr", "images_per_s", "val_accuracy")
 
 

@@ -29,6 +29,7 @@ from keras_sphereface.training.callbacks import CallbackList, TrainCallback
 from keras_sphereface.training.checkpoints import CHECKPOINT_DIR
 from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.distribute import Placement, make_placement
+from keras_sphereface.training.guard import ConvergenceCheck
 from keras_sphereface.training.heads import current_lambda
 from keras_sphereface.training.inputs import RecordsError, RecordsInfo, check_worker_shards, read_records_info
 from keras_sphereface.training.logs import TrainLogger
@@ -40,7 +41,7 @@ from keras_sphereface.training.outputs import (
     save_final_model,
     write_config,
 )
-from keras_sphereface.training.schedule import learning_rate_at
+from keras_sphereface.training.schedule import batch_scale, learning_rate_at, warmup_length
 from keras_sphereface.training.signals import StopSignals
 from keras_sphereface.training.state import RunState, build_state
 from keras_sphereface.training.step import loss_scale, make_train_step
@@ -175,12 +176,22 @@ def _resume_message(run: _Run, state: RunState) -> str:
     return f"Resuming from {state.restored_path}: step {state.resumed_from}{epoch}{lam_text}{state.input_note}"
 
 
+def _rate_message(config: TrainConfig) -> str:
+    """The configured and the applied learning rate, the warm-up and the clipping, said at the start."""
+    clip = f"gradient norm clipped at {config.clip_norm:g}" if math.isfinite(config.clip_norm) else "no clipping"
+    warmup = warmup_length(config)
+    return (f"Learning rate {config.lr:g} per {config.lr_reference_batch} images -> "
+            f"{config.lr * batch_scale(config):.4g} at batch {config.batch_size}; "
+            f"{f'linear warm-up over {warmup} steps' if warmup else 'no warm-up'}; {clip}")
+
+
 def _drive(run: _Run, state: RunState, logger: TrainLogger, callbacks: TrainCallback) -> TrainResult:
     """Runs the steps to `config.steps` (or a stop), then saves; returns what happened."""
     config, chief = run.config, run.placement.is_chief
     train_step = make_train_step(config, state.model, state.optimizer, state.global_step, run.placement)
     step = int(state.global_step.numpy())
     interval = _Interval()
+    check = ConvergenceCheck(config, run.records.num_classes)
     val_accuracy, skipped, stopped = None, [], "completed"
     scale_before = loss_scale(state.optimizer)
     with StopSignals() as signals:
@@ -209,8 +220,12 @@ def _drive(run: _Run, state: RunState, logger: TrainLogger, callbacks: TrainCall
             if step % config.log_every == 0 or step == config.steps:  # hook: log
                 figures = interval.close(config.batch_size)
                 if chief:
+                    warning = check.warning(step, figures["loss"], figures["accuracy"])
                     row = {"step": step, "epoch": run.epoch_of(step), **figures, "lambda": current_lambda(state.head),
-                           "lr": learning_rate, "wall_s": run.wall_s()}
+                           "lr": learning_rate, "wall_s": run.wall_s(), "warning": warning or ""}
+                    if warning and not check.flagged:
+                        logger.message(f"Warning: {warning}; training goes on. Try: {check.remedies()}.")
+                    check.flagged = bool(warning)
                     logger.log(row)
                     callbacks.on_log(row)
             paused = time.perf_counter()
@@ -348,6 +363,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
                            f"({records.num_examples or '?'} images), {placement.kind} strategy with "
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
                            f"output in {out}")
+        if chief:
+            logger.message(_rate_message(config))
         result = _drive(run, state, logger, hooks)
         return _finish(run, state, logger, hooks, result)
     except tf.errors.InvalidArgumentError as error:

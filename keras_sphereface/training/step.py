@@ -8,6 +8,7 @@ any precision policy; the A-Softmax head's `iteration` variable advances once pe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import keras
@@ -60,9 +61,15 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
                     global_step: tf.Variable, placement: Placement) -> Callable:
     """The global step `(learning_rate, batches) -> (cross_entropy, correct)`.
 
+    With a finite `clip_norm` the gradients are scaled by `min(1, clip_norm / |g|)`, `|g|` the
+    global norm of the whole step's gradient (summed over replicas: one extra all-reduce when
+    there are several), as `torch.nn.utils.clip_grad_norm_` does in insightface. Under loss
+    scaling the limit is scaled alike, and a non-finite gradient stays non-finite (its update
+    is skipped).
+
     Args:
         config: TrainConfig. Uses `weight_decay`, `weight_decay_on`, `bias_lr_mult`, `batch_size`,
-            `jit_compile`.
+            `clip_norm`, `jit_compile`.
         model: keras.Model `[images, labels] -> logits`, built under `placement.strategy`.
         optimizer: the optimizer of `make_optimizer`, built on `model.trainable_variables`.
         global_step: tf.Variable (int64), advanced by one per call.
@@ -80,6 +87,15 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
     bias_mult = float(config.bias_lr_mult)
     global_batch = float(config.batch_size)
     first_replica = placement.worker_index * placement.local_replicas
+    clip_norm = float(config.clip_norm)
+    several = strategy.num_replicas_in_sync > 1
+
+    def clip(grads):
+        whole = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads) if several \
+            else grads
+        limit = clip_norm * tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        factor = tf.minimum(1.0, limit / tf.linalg.global_norm(whole))
+        return [g * tf.cast(factor, g.dtype) for g in grads]
 
     def compute_gradients(images, labels):
         with tf.GradientTape() as tape:
@@ -108,6 +124,8 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
 
     def replica_step(batch):
         grads, cross_entropy, correct = compute_gradients(*batch)
+        if math.isfinite(clip_norm):
+            grads = clip(grads)
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return cross_entropy, correct
 

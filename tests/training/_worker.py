@@ -102,7 +102,7 @@ def _step_recorder():
 def _all_labels(records) -> list[int]:
     from keras_sphereface.data.dataset import tfrecord_dataset
 
-    dataset = tfrecord_dataset(records, 1000, training=False, image_size=(32, 32), align=True)
+    dataset = tfrecord_dataset(records, 1000, training=False, image_size=(32, 32), align="landmarks")
     return [int(v) for _, labels in dataset for v in np.asarray(labels)]
 
 

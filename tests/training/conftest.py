@@ -11,7 +11,7 @@ from tests.data.helpers import copy_people
 NUM_PEOPLE = 8
 IMAGES_PER_PERSON = 6
 #: Options every training test shares: Sphere-4 at 32x32 with 32-d embeddings, aligned on the fly.
-TINY = {"model": "sphere4", "input_size": [32, 32], "embedding_dim": 32, "align": True, "batch_size": 8,
+TINY = {"model": "sphere4", "input_size": [32, 32], "embedding_dim": 32, "align": "landmarks", "batch_size": 8,
         "shuffle_buffer": 64, "log_every": 1, "progress": False, "seed": 7}
 
 
