@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from ksf.options import (
+    align_mode,
     apply,
     landmarks_option,
     model_option,
@@ -30,16 +31,6 @@ def face_options(function: Callable) -> Callable:
                      help="The images are aligned crops of the model's input size (the default)."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
     )(function)
-
-
-def align_mode(aligned: bool, detect: bool, landmarks: str | None) -> str:
-    """The `keras_sphereface.data.face_source.ALIGN_MODES` entry `--aligned`, `--landmarks` or `--detect` asks for."""
-    from keras_sphereface.data.face_source import ALIGN_MODES
-
-    asked = [mode for mode, given in zip(ALIGN_MODES, (aligned, landmarks is not None, detect), strict=True) if given]
-    if len(asked) > 1:
-        raise click.UsageError("--landmarks, --detect and --aligned exclude each other.")
-    return asked[0] if asked else ALIGN_MODES[0]
 
 
 @click.command("embed")

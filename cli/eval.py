@@ -18,6 +18,8 @@ def _model_options(function):
         options.landmarks_option(help="5-point landmark file. Default: <data>/landmarks.txt if it exists."),
         click.option("--aligned", is_flag=True,
                      help="The images are already aligned crops of the model's input size: no landmarks."),
+        click.option("--detect", is_flag=True,
+                     help="Find each face and its 5 landmarks with MTCNN (pip install 'keras-sphereface[detect]')."),
         click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True), default=None,
                      help="Image folder. Default: <data>/images if it exists, else <data>."),
         options.template_option(),
@@ -33,15 +35,21 @@ def _model_options(function):
 
 
 def _common_kwargs(params: dict) -> dict:
-    """Maps the shared CLI options onto the keyword arguments of the evaluation functions."""
+    """Maps the shared CLI options onto the keyword arguments of the evaluation functions.
+
+    The embedding settings become one `EmbeddingOptions` (`embedding=`); the rest pass as they are.
+    """
+    from keras_sphereface.evaluation import EmbeddingOptions
+
     kwargs = dict(params)
-    landmarks, aligned = kwargs.pop("landmarks"), kwargs.pop("aligned")
-    if landmarks and aligned:
-        raise click.UsageError("--landmarks and --aligned exclude each other.")
-    kwargs["landmarks"] = None if aligned else (landmarks or "auto")
+    align = options.align_mode(kwargs.pop("aligned"), kwargs.pop("detect"), kwargs["landmarks"], default="auto")
+    cache_dir = kwargs.pop("cache_dir")
     if kwargs.pop("no_cache"):
-        kwargs["cache_dir"] = False
-    kwargs["progress"] = not kwargs.pop("no_progress")
+        cache_dir = False
+    kwargs["embedding"] = EmbeddingOptions(
+        align=align, template=kwargs.pop("template"), preprocess=kwargs.pop("preprocess"),
+        batch_size=kwargs.pop("batch_size"), cache_dir=cache_dir, progress=not kwargs.pop("no_progress"),
+    )
     return kwargs
 
 

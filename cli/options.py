@@ -105,6 +105,20 @@ def landmarks_option(help: str | None = None) -> Callable:
                         help=help or "5-point landmark file: `path x1 y1 ... x5 y5` per line.")
 
 
+def align_mode(aligned: bool, detect: bool, landmarks: str | None, default: str = "aligned") -> str:
+    """The alignment mode `--aligned`, `--landmarks FILE` or `--detect` asks for, else `default`.
+
+    The modes are `keras_sphereface.data.face_source.ALIGN_MODES`; `default` may also be `"auto"`
+    (`ksf eval`: landmarks when the data folder has its landmark file).
+    """
+    from keras_sphereface.data.face_source import ALIGN_MODES
+
+    asked = [mode for mode, given in zip(ALIGN_MODES, (aligned, landmarks is not None, detect), strict=True) if given]
+    if len(asked) > 1:
+        raise click.UsageError("--landmarks, --detect and --aligned exclude each other.")
+    return asked[0] if asked else default
+
+
 def template_option() -> Callable:
     """`--template`: the alignment template (choices: `keras_sphereface.data.align.TEMPLATE_NAMES`)."""
     return click.option("--template", type=LibraryChoice("keras_sphereface.data.align", "TEMPLATE_NAMES"),

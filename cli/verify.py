@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ksf.embed import align_mode, face_options
-from ksf.options import report_errors
+from ksf.embed import face_options
+from ksf.options import align_mode, report_errors
 
 
 @click.command("verify")

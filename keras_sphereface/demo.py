@@ -28,7 +28,8 @@ import numpy as np
 from keras_sphereface.utils.atomic import atomic_write
 
 
-def _lfw_folder(data_dir: str | Path) -> Path:
+def lfw_folder(data_dir: str | Path) -> Path:
+    """The LFW folder of a data root (`<data>/lfw`, or `data_dir` itself when it holds `pairs.txt`)."""
     data_dir = Path(data_dir)
     lfw = data_dir / "lfw" if (data_dir / "lfw").is_dir() else data_dir
     if not (lfw / "pairs.txt").is_file():
@@ -164,7 +165,7 @@ def run_demo(
     from keras_sphereface.training import load_recipe, train
 
     started = time.perf_counter()
-    lfw, out_dir = _lfw_folder(data_dir), Path(out_dir)
+    lfw, out_dir = lfw_folder(data_dir), Path(out_dir)
     console = Console()
     result: dict = {}
 
@@ -240,7 +241,7 @@ def _margin_heads(lfw: Path, model: str, weights: str, min_images: int, epochs: 
     from rich.table import Table
 
     from keras_sphereface.evaluation import angular_fisher_score
-    from keras_sphereface.evaluation.evaluate import labelled_images, make_source
+    from keras_sphereface.evaluation.sources import labelled_images, make_source
     from keras_sphereface.inference import EmbeddingCache, default_cache_dir, embed_images, load_embedder
 
     source = make_source(lfw)

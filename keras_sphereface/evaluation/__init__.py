@@ -6,18 +6,13 @@
   `sphereface`, `summed` and `plain` protocols (`PROTOCOLS`).
 - `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
 - `angular_fisher_score`: the SphereFace paper's AFS.
-- `EmbeddingOptions`: alignment, preprocessing, batch size and cache of an evaluation.
+- `make_source`: the `FaceSource` of a dataset folder (image folder, alignment mode, landmarks).
+- `EmbeddingOptions`: alignment (`EVAL_ALIGN_MODES`), preprocessing, batch size and cache of an evaluation.
 
 Models are loaded and run by `keras_sphereface.inference` (`load_embedder`, `embed_images`).
 """
 
-from keras_sphereface.evaluation.evaluate import (
-    EmbeddingOptions,
-    angular_fisher_score_of_folder,
-    evaluate_lfw,
-    evaluate_pair_list,
-    evaluate_pairs,
-)
+from keras_sphereface.evaluation.afs import angular_fisher_score_of_folder
 from keras_sphereface.evaluation.fisher import angular_fisher_score
 from keras_sphereface.evaluation.pairs import PairList, parse_pairs, read_pairs
 from keras_sphereface.evaluation.protocol import (
@@ -30,8 +25,11 @@ from keras_sphereface.evaluation.protocol import (
     verify_scores,
 )
 from keras_sphereface.evaluation.roc import RocSummary, roc_curve, roc_summary, tar_at_far
+from keras_sphereface.evaluation.sources import EVAL_ALIGN_MODES, EmbeddingOptions, make_source
+from keras_sphereface.evaluation.verification import evaluate_lfw, evaluate_pair_list, evaluate_pairs
 
 __all__ = [
+    "EVAL_ALIGN_MODES",
     "PROTOCOLS",
     "EmbeddingOptions",
     "PairList",
@@ -44,6 +42,7 @@ __all__ = [
     "evaluate_lfw",
     "evaluate_pair_list",
     "evaluate_pairs",
+    "make_source",
     "parse_pairs",
     "read_pairs",
     "roc_curve",

@@ -42,20 +42,11 @@ def check_pair_list(pairs_file: str | os.PathLike, data_dir: str | os.PathLike, 
     except (OSError, ValueError) as error:
         raise PairListError(f"Validation pair list {os.fspath(pairs_file)!r} is unusable (found before "
                             f"training): {error}") from error
-    data = Path(data_dir)
-    if not data.is_dir():
+    if not Path(data_dir).is_dir():
         raise PairListError(f"Validation data folder not found (before training). Received: "
                             f"validate_data={os.fspath(data_dir)!r}")
-    root = data / "images" if (data / "images").is_dir() else data
-    problems = [f"{path}: image not found under {root}" for path in pairs.image_paths()
-                if not (root / path).is_file()]
-    landmark_file = data / "landmarks.txt"
-    if landmark_file.is_file():
-        from keras_sphereface.data.align import read_landmarks
-
-        points = read_landmarks(landmark_file)
-        problems += [f"{path}: no line in {landmark_file.name}" for path in pairs.image_paths()
-                     if path not in points]
+    source = evaluation.make_source(data_dir)
+    problems = [f"{path}: {why}" for path in pairs.image_paths() if (why := source.check_available(path))]
     if problems and not skip_missing:
         listed = "\n  ".join(problems[:max_listed])
         more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
@@ -81,7 +72,8 @@ def validate(model: keras.Model, pairs_file: str | os.PathLike, data_dir: str | 
         float in [0, 1], the mean accuracy over folds.
     """
     height, width = model.input_shape[1:3]
-    report = evaluation.evaluate_pairs(pairs_file, model, data_dir, crop_size=(height, width),
-                                       preprocess=preprocess, skip_missing=skip_missing, batch_size=batch_size,
-                                       cache_dir=False, progress=False, show=False)
+    embedding = evaluation.EmbeddingOptions(crop_size=(height, width), preprocess=preprocess, batch_size=batch_size,
+                                            cache_dir=False, progress=False)
+    report = evaluation.evaluate_pairs(pairs_file, model, data_dir, skip_missing=skip_missing, embedding=embedding,
+                                       show=False)
     return float(report["mean_accuracy"])

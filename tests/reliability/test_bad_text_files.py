@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from keras_sphereface.data.landmarks import read_landmarks
-from keras_sphereface.evaluation.evaluate import evaluate_pairs
+from keras_sphereface.evaluation import evaluate_pairs
 from keras_sphereface.evaluation.pairs import read_pairs
 
 GOOD = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg\t1 2 3 4 5 6 7 8 9 10"
