@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_sphereface.demo import _lfw_folder, split_per_identity, train_margin_head
+from keras_sphereface.demo import lfw_folder, split_per_identity, train_margin_head
 
 
 def test_split_per_identity_holds_out_every_third_image_of_each_identity():
@@ -33,4 +33,4 @@ def test_train_margin_head_learns_separable_identities(m):
 
 def test_lfw_folder_error_names_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="pairs.txt.*Received: data_dir="):
-        _lfw_folder(tmp_path)
+        lfw_folder(tmp_path)

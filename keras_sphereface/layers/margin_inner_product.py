@@ -146,8 +146,8 @@ class MarginInnerProduct(MarginHead):
             self.compute_dtype,
         )
         if self.caffe_backward:
-            return _caffe_backward_logits(embeddings, kernel, labels, lam, self.m)
-        return _a_softmax_logits(embeddings, kernel, labels, lam, self.m)
+            return caffe_backward_logits(embeddings, kernel, labels, lam, self.m)
+        return a_softmax_logits(embeddings, kernel, labels, lam, self.m)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -169,10 +169,15 @@ class MarginInnerProduct(MarginHead):
         return config
 
 
-def _a_softmax_logits(embeddings, kernel, labels, lam, m):
-    """Forward pass of A-Softmax; gradients by autodiff (the exact derivative).
+def a_softmax_logits(embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: float | Tensor, m: int) -> Tensor:
+    """A-Softmax logits `(batch_size, units)`, gradients by autodiff (the exact derivative).
 
-    `labels` are int32 `(batch_size, 1)`; psi is evaluated on the target column only.
+    Args:
+        embeddings: `(batch_size, dim)` features (not normalized).
+        kernel: `(dim, units)` class weights (normalized per column here).
+        labels: int32 `(batch_size, 1)`; psi is evaluated on the target column only.
+        lam: float. The annealing lambda (`MarginInnerProduct.lambda_at`).
+        m: int. The angular margin, 1 to 4.
     """
     embeddings, labels = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(labels)
     inner = cosine_matmul(embeddings, kernel)  # x . w_j / |w_j|, (batch, units)
@@ -183,8 +188,10 @@ def _a_softmax_logits(embeddings, kernel, labels, lam, m):
     return add_to_label_columns(inner, labels, target - target_inner)
 
 
-def _caffe_backward_logits(embeddings, kernel, labels, lam, m):
-    """The same forward values as `_a_softmax_logits`, with the Caffe layer's backward pass."""
+def caffe_backward_logits(
+    embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: float | Tensor, m: int
+) -> Tensor:
+    """The same forward values as `a_softmax_logits`, with the Caffe layer's backward pass (`caffe_backward=True`)."""
     embeddings, kernel = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(kernel)
     one_hot = one_hot_columns(labels, kernel.shape[-1], embeddings.dtype)
 

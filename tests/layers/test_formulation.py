@@ -127,7 +127,7 @@ def test_a_softmax_matches_one_hot_reference(m):
     x, w, labels = _data()
     lam = np.float32(MarginInnerProduct(w.shape[1], m=m).lambda_at(1500))
     _compare(
-        lambda a, b: mip._a_softmax_logits(a, b, ops.convert_to_tensor(labels), lam, m),
+        lambda a, b: mip.a_softmax_logits(a, b, ops.convert_to_tensor(labels), lam, m),
         lambda a, b: _reference_a_softmax(m, lam, a, b, ops.convert_to_tensor(labels)),
         x, w, labels,
     )

@@ -139,7 +139,7 @@ def test_gradients_finite_at_cosine_plus_minus_one_and_zero_row(m):
         from keras_sphereface.layers import margin_inner_product as mip
 
         lam = keras.ops.convert_to_tensor(np.float32(layer.lambda_at(1)))
-        fn = mip._caffe_backward_logits if caffe_backward else mip._a_softmax_logits
+        fn = mip.caffe_backward_logits if caffe_backward else mip.a_softmax_logits
         out = numpy(fn(x, w, column, lam, m))
         dx, dw = gradients(lambda a, b, fn=fn, column=column, lam=lam: fn(a, b, column, lam, m), x, w)
         assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx)) and np.all(np.isfinite(dw))
@@ -156,7 +156,7 @@ def test_exact_gradient_matches_finite_differences(m):
     upstream = RNG.normal(size=(3, 5))
 
     def loss(a, b):
-        return keras.ops.multiply(mip._a_softmax_logits(a, b, column, lam, m), upstream)
+        return keras.ops.multiply(mip.a_softmax_logits(a, b, column, lam, m), upstream)
 
     dx, _ = gradients(loss, x64, w64)
     precise = keeps_float64()
@@ -182,10 +182,10 @@ def test_caffe_backward_matches_numpy_caffe_reference(m):
     def exact_fn(a, b, *_):
         if m == 1:
             return mip.ops.matmul(a, mip.l2_normalize(b, 0))
-        return mip._a_softmax_logits(a, b, column, lam, m)
+        return mip.a_softmax_logits(a, b, column, lam, m)
 
     dx, dw = gradients(
-        lambda a, b: keras.ops.multiply(mip._caffe_backward_logits(a, b, column, lam, m), upstream), x64, w64
+        lambda a, b: keras.ops.multiply(mip.caffe_backward_logits(a, b, column, lam, m), upstream), x64, w64
     )
     ref_dx, ref_dw = reference_caffe_backward(x64, w64, labels, m, lam, upstream)
     tight = 1.0 if keeps_float64() else 1e4  # float32 arithmetic on some backends
@@ -193,7 +193,7 @@ def test_caffe_backward_matches_numpy_caffe_reference(m):
     np.testing.assert_allclose(dw, ref_dw, rtol=1e-9 * tight, atol=1e-9 * tight)
     # Same forward values as the exact-gradient path.
     np.testing.assert_allclose(
-        numpy(mip._caffe_backward_logits(x64, w64, column, lam, m)),
+        numpy(mip.caffe_backward_logits(x64, w64, column, lam, m)),
         numpy(exact_fn(x64, w64)),
         rtol=1e-12 * tight, atol=1e-12 * tight * 100,
     )
