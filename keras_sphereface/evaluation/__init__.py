@@ -26,7 +26,7 @@ from keras_sphereface.evaluation.protocol import (
 )
 from keras_sphereface.evaluation.roc import RocSummary, roc_curve, roc_summary, tar_at_far
 from keras_sphereface.evaluation.sources import EVAL_ALIGN_MODES, EmbeddingOptions, make_source
-from keras_sphereface.evaluation.verification import evaluate_lfw, evaluate_pair_list, evaluate_pairs
+from keras_sphereface.evaluation.verification import evaluate_lfw, evaluate_pairs
 
 __all__ = [
     "EVAL_ALIGN_MODES",
@@ -40,7 +40,6 @@ __all__ = [
     "angular_fisher_score_of_folder",
     "best_threshold",
     "evaluate_lfw",
-    "evaluate_pair_list",
     "evaluate_pairs",
     "make_source",
     "parse_pairs",

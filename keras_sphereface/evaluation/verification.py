@@ -29,8 +29,8 @@ from keras_sphereface.utils.types import ModelLike
 from keras_sphereface.version import __version__
 
 
-def evaluate_pair_list(
-    pairs: PairList,
+def evaluate_pairs(
+    pairs: str | os.PathLike | PairList,
     model: ModelLike,
     data_dir: str | os.PathLike,
     *,
@@ -40,14 +40,44 @@ def evaluate_pair_list(
     protocol: str = "sphereface",
     out_dir: str | os.PathLike | None = None,
     skip_missing: bool = False,
+    fmt: str = "auto",
+    num_folds: int = 10,
     embedding: EmbeddingOptions | None = None,
     show: bool = True,
     fars: Sequence[float] = DEFAULT_FARS,
     dataset: str | None = None,
     command: str | None = None,
 ) -> dict:
-    """K-fold verification of a parsed pair list. See `evaluate_pairs` for the arguments."""
+    """Verification on any pair list (LFW format or `path1 path2 same [fold]` lines).
+
+    Args:
+        pairs: str, path-like or `PairList`. The pair list file (see `keras_sphereface.evaluation.pairs`),
+            or one already parsed (`read_pairs`, `parse_pairs`).
+        model: str, path-like or `keras.Model`. Zoo name, `.keras` file, SavedModel directory or model.
+        data_dir: str or path-like. Dataset folder; pair paths are relative to `<data>/images` when
+            that folder exists, else to `<data>`.
+        weights: None or str. Weights of a zoo model (`"casia"`, a file, or None for random).
+        landmarks: str, path-like or None. The landmark file (None: `<data>/landmarks.txt`); used as
+            `embedding.align` says (`"auto"`: when it exists).
+        images_dir: str, path-like or None. Overrides the image folder.
+        protocol: str. `"sphereface"`, `"summed"` or `"plain"`.
+        out_dir: str, path-like or None. Where `report.json`, `roc.png` and `scores_hist.png` go.
+        skip_missing: bool. Evaluate the pairs whose images exist (and have landmarks) and report
+            how many were skipped, instead of failing on the first missing image.
+        fmt: str. Pair list format: `"auto"`, `"lfw"` or `"generic"` (files only).
+        num_folds: int. Folds to form when the file gives none (files only).
+        embedding: EmbeddingOptions or None. Alignment, crop, preprocessing, batch size, cache, progress.
+        show: bool. Print the result table.
+        fars: sequence of floats. False accept rates the report gives TAR at.
+        dataset: str or None. The data set's name in the report (default: the pair file).
+        command: str or None. The command line, recorded in the report.
+
+    Returns:
+        The report dict (also written to `out_dir/report.json`).
+    """
     started = time.perf_counter()
+    if not isinstance(pairs, PairList):
+        pairs = read_pairs(pairs, fmt=fmt, num_folds=num_folds)
     opts = embedding or EmbeddingOptions()
     protocol_spec = get_protocol(protocol)
     source = make_source(data_dir, opts, landmarks, images_dir)
@@ -119,59 +149,6 @@ def _write_outputs(report: dict, result, summary, out: Path, protocol_name: str)
     plot_roc(summary, out / "roc.png", title=f"ROC: {title}")
     plot_score_histograms(result.scores, result.same, result.mean_threshold, out / "scores_hist.png",
                           title=f"Held-out cosine scores: {title}")
-
-
-def evaluate_pairs(
-    pairs_file: str | os.PathLike,
-    model: ModelLike,
-    data_dir: str | os.PathLike,
-    *,
-    weights: str | os.PathLike | None = None,
-    landmarks: str | os.PathLike | None = None,
-    images_dir: str | os.PathLike | None = None,
-    protocol: str = "sphereface",
-    out_dir: str | os.PathLike | None = None,
-    skip_missing: bool = False,
-    fmt: str = "auto",
-    num_folds: int = 10,
-    embedding: EmbeddingOptions | None = None,
-    show: bool = True,
-    fars: Sequence[float] = DEFAULT_FARS,
-    dataset: str | None = None,
-    command: str | None = None,
-) -> dict:
-    """Verification on any pair list (LFW format or `path1 path2 same [fold]` lines).
-
-    Args:
-        pairs_file: str or path-like. The pair list (see `keras_sphereface.evaluation.pairs`).
-        model: str, path-like or `keras.Model`. Zoo name, `.keras` file, SavedModel directory or model.
-        data_dir: str or path-like. Dataset folder; pair paths are relative to `<data>/images` when
-            that folder exists, else to `<data>`.
-        weights: None or str. Weights of a zoo model (`"casia"`, a file, or None for random).
-        landmarks: str, path-like or None. The landmark file (None: `<data>/landmarks.txt`); used as
-            `embedding.align` says (`"auto"`: when it exists).
-        images_dir: str, path-like or None. Overrides the image folder.
-        protocol: str. `"sphereface"`, `"summed"` or `"plain"`.
-        out_dir: str, path-like or None. Where `report.json`, `roc.png` and `scores_hist.png` go.
-        skip_missing: bool. Evaluate the pairs whose images exist (and have landmarks) and report
-            how many were skipped, instead of failing on the first missing image.
-        fmt: str. Pair list format: `"auto"`, `"lfw"` or `"generic"`.
-        num_folds: int. Folds to form when the file gives none.
-        embedding: EmbeddingOptions or None. Alignment, crop, preprocessing, batch size, cache, progress.
-        show: bool. Print the result table.
-        fars: sequence of floats. False accept rates the report gives TAR at.
-        dataset: str or None. The data set's name in the report (default: the pair file).
-        command: str or None. The command line, recorded in the report.
-
-    Returns:
-        The report dict (also written to `out_dir/report.json`).
-    """
-    pairs = read_pairs(pairs_file, fmt=fmt, num_folds=num_folds)
-    return evaluate_pair_list(
-        pairs, model, data_dir, weights=weights, landmarks=landmarks, images_dir=images_dir, protocol=protocol,
-        out_dir=out_dir, skip_missing=skip_missing, embedding=embedding, show=show, fars=fars, dataset=dataset,
-        command=command,
-    )
 
 
 def evaluate_lfw(
