@@ -26,7 +26,22 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (split across replicas).")
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps (global batches).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the records.")
-@click.option("--lr", type=click.FloatRange(min=0), help="Base learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0), help="Learning rate for a global batch of --lr-reference-batch "
+              "images (the rate applied scales linearly with --batch-size).")
+@click.option("--lr-reference-batch", type=click.IntRange(min=1), help="The global batch --lr is stated for "
+              "[default: 256, as the SphereFace paper and insightface].")
+@click.option("--warmup-steps", type=click.IntRange(min=0), help="Linear learning-rate warm-up over these steps "
+              "(0: use --warmup-fraction).")
+@click.option("--warmup-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Warm-up over this fraction of the run when --warmup-steps is 0.")
+@click.option("--clip-norm", type=float, help="Clip the global gradient norm to this ('inf': no clipping).")
+@click.option("--convergence-check-after", type=click.IntRange(min=0), help="From this step on, warn (console and "
+              "metrics.csv) while the loss stays near ln(classes) or the accuracy is 0 (0: no check).")
+@click.option("--head-option", "head_option", multiple=True, metavar="KEY=VALUE",
+              help="A head keyword (TOML value), added to the recipe's head_options; repeatable, e.g. "
+                   "--head-option margin_warmup_steps=1000 --head-option 'm_schedule=[[0, 1], [2000, 4]]'.")
+@click.option("--lambda-start", type=click.Choice(("schedule", "floor")), help="A new A-Softmax head's lambda: "
+              "Caffe's annealing from base (schedule), or its floor lambda_min (floor: fine-tuning).")
 @click.option("--lr-boundaries",
               help="Comma-separated steps where the piecewise learning rate drops (e.g. 16000,24000).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Compute precision (heads stay float32).")
@@ -51,15 +66,14 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               "skip the update.")
 @click.option("--tag", help="Register the final weights under this tag (Sphere20(weights=TAG) then loads them).")
 @click.option("--no-progress", is_flag=True, help="Plain log lines instead of a progress bar.")
-def train(tfrecords, recipe, model, head, weights, batch_size, steps, epochs, lr, lr_boundaries, precision,
-          strategy, jit_compile, out, resume, validate_pairs, validate_data, validate_skip_missing, validate_every,
-          seed, deterministic, time_limit_minutes, on_nan, tag, no_progress) -> None:
+def train(recipe: str | None, lr_boundaries: str | None, head_option: tuple[str, ...], no_progress: bool,
+          validate_skip_missing: bool | None, deterministic: bool | None, **options) -> None:
     """Train a face-embedding model with a margin head (SphereFace A-Softmax, ArcFace, CosFace, ...)."""
     from keras_sphereface.training import NonFiniteLossError, load_recipe
     from keras_sphereface.training import train as run_training
     from keras_sphereface.utils.disk import WriteError
 
-    if steps is not None and epochs is not None:
+    if options["steps"] is not None and options["epochs"] is not None:
         raise click.UsageError("Give --steps or --epochs, not both.")
     boundaries = None
     if lr_boundaries is not None:
@@ -69,18 +83,30 @@ def train(tfrecords, recipe, model, head, weights, batch_size, steps, epochs, lr
             raise click.BadParameter(f"expected comma-separated steps, got {lr_boundaries!r}",
                                      param_hint="--lr-boundaries") from error
     try:
-        config = load_recipe(
-            recipe, tfrecords=tfrecords, model=model, head=head, weights=weights, batch_size=batch_size,
-            steps=steps, epochs=epochs, lr=lr, lr_boundaries=boundaries, precision=precision, strategy=strategy,
-            jit_compile=jit_compile, out=out, resume=resume, validate_pairs=validate_pairs,
-            validate_data=validate_data,
-            validate_skip_missing=True if validate_skip_missing else None,
-            validate_every=validate_every, seed=seed, deterministic=True if deterministic else None,
-            time_limit_minutes=time_limit_minutes, on_nan=on_nan, tag=tag, progress=False if no_progress else None,
-        )
+        config = load_recipe(recipe, lr_boundaries=boundaries, validate_skip_missing=validate_skip_missing or None,
+                             deterministic=deterministic or None, progress=False if no_progress else None, **options)
+        if head_option:
+            config = config.replace(head_options={**config.head_options, **_head_options(head_option)})
         result = run_training(config)
     # Each names what failed and what to do: a NaN step, a full disk (what is kept), bad options or records.
     except (NonFiniteLossError, WriteError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     if result.interrupted:
         sys.exit(SIGNAL_EXIT[result.stopped])
+
+
+def _head_options(pairs: tuple[str, ...]) -> dict:
+    """`KEY=VALUE` words (TOML values) as a dict; a `click.BadParameter` names a bad one."""
+    import tomllib
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep or not key.strip().isidentifier():
+                raise ValueError("expected KEY=VALUE")
+            parsed[key.strip()] = tomllib.loads(f"value = {value}")["value"]
+        except (ValueError, tomllib.TOMLDecodeError) as error:
+            raise click.BadParameter(f"{pair!r}: {error} (VALUE is a TOML value: 4, 0.5, [[0, 1], [2000, 4]])",
+                                     param_hint="--head-option") from error
+    return parsed

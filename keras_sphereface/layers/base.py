@@ -305,18 +305,47 @@ class MarginHead(keras.layers.Layer):
 class NormalizedHead(MarginHead):
     """A head on cosines: embeddings and class weights are both L2-normalized, logits scaled by s.
 
-    Subclasses implement `target_logit(cos_theta)`, the target column's value before scaling.
+    Subclasses implement `target_logit(cos_theta, ramp)`, the target column's value before scaling.
+
+    Margin warm-up: with `margin_warmup_steps = N > 0` the margin rises linearly from none at the
+    first training step to the full margin at step N (`ramp = min(1, iteration / N)`), counted by a
+    non-trainable int32 `iteration` variable that is saved with the model (so resuming continues
+    the ramp) and advances once per global step under `tf.distribute`.
 
     Args:
         units: int. Number of classes.
         s: float > 0. The scale (radius of the hypersphere).
+        margin_warmup_steps: int >= 0. Steps over which the margin rises from 0; 0: full from step 1.
         **kwargs: see `MarginHead` (`kernel_initializer`, `kernel_regularizer`, base layer
             arguments).
     """
 
-    def __init__(self, units: int, s: float = 64.0, **kwargs: Any):
+    def __init__(self, units: int, s: float = 64.0, margin_warmup_steps: int = 0, **kwargs: Any):
         super().__init__(units, **kwargs)
         self.s = check_positive("s", s)
+        if not isinstance(margin_warmup_steps, numbers.Integral) or isinstance(margin_warmup_steps, bool) \
+                or margin_warmup_steps < 0:
+            raise ValueError(f"`margin_warmup_steps` must be an integer >= 0. "
+                             f"Received: margin_warmup_steps={margin_warmup_steps!r}")
+        self.margin_warmup_steps = int(margin_warmup_steps)
+
+    def build(self, input_shape: tuple | list[tuple]) -> None:
+        """Creates `kernel`, and the int32 `iteration` counter when the margin warms up."""
+        super().build(input_shape)
+        if self.margin_warmup_steps:
+            self.iteration = self.add_weight(name="iteration", shape=(), dtype="int32", initializer="zeros",
+                                             trainable=False, aggregation="only_first_replica")
+
+    def margin_ramp(self) -> float | Tensor:
+        """The fraction of the margin this training step applies: 1.0, or `min(1, iteration / N)` warming up.
+
+        Advances `iteration` by one first (so step 1 has ramp `1 / N`).
+        """
+        if not self.margin_warmup_steps:
+            return 1.0
+        iteration = self.iteration + 1
+        self.iteration.assign(iteration)
+        return ops.minimum(ops.cast(iteration, "float32") / float(self.margin_warmup_steps), 1.0)
 
     def cosines(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         """Clamped cosines `(batch_size, units)` between embeddings and class weights."""
@@ -342,14 +371,16 @@ class NormalizedHead(MarginHead):
         # changes only the target column. `target / s` is the clamped cosine up to one rounding
         # step (exact for s a power of two), far from +-1 where arccos or sqrt would break.
         target = ops.take_along_axis(logits, labels, axis=1)
-        delta = self.s * self.target_logit(target / self.s) - target
+        delta = self.s * self.target_logit(target / self.s, self.margin_ramp()) - target
         return add_to_label_columns(logits, labels, delta)
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
         """The target column's value before scaling by `s`, e.g. `cos(theta + m)` for ArcFace.
 
         Args:
             cos_theta: float tensor `(batch_size, 1)`. Clamped cosines of the target classes.
+            ramp: float or float32 scalar tensor in [0, 1]. The fraction of the margin to apply
+                (`margin_ramp`): 0 is no margin, 1 the full one.
 
         Returns:
             A tensor of the same shape and dtype.
@@ -358,5 +389,5 @@ class NormalizedHead(MarginHead):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config["s"] = self.s
+        config.update({"s": self.s, "margin_warmup_steps": self.margin_warmup_steps})
         return config

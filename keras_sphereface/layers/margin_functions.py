@@ -108,16 +108,18 @@ def arcface_target(cos_theta: Tensor, m: float, easy_margin: bool = False) -> Te
 
     Args:
         cos_theta: float tensor, already clamped to the open interval (-1, 1).
-        m: float. Additive angular margin (radians).
+        m: float or float32 scalar tensor. Additive angular margin (radians).
         easy_margin: bool. Keep cos(theta) for theta >= pi / 2.
     """
     cos_theta = ops.convert_to_tensor(cos_theta)
     sin_theta = ops.sqrt(ops.maximum(1.0 - cos_theta * cos_theta, 0.0))
-    with_margin = cos_theta * math.cos(m) - sin_theta * math.sin(m)
+    trig = math if isinstance(m, (int, float)) else ops  # a tensor m: a margin warming up
+    cos_m, sin_m = trig.cos(m), trig.sin(m)
+    with_margin = cos_theta * cos_m - sin_theta * sin_m
     if easy_margin:
         return ops.where(cos_theta > 0.0, with_margin, cos_theta)
     # theta + m < pi  <=>  cos(theta) > cos(pi - m)
-    return ops.where(cos_theta > math.cos(math.pi - m), with_margin, cos_theta - m * math.sin(m))
+    return ops.where(cos_theta > trig.cos(math.pi - m), with_margin, cos_theta - m * sin_m)
 
 
 def combined_margin_target(cos_theta: Tensor, m1: float, m2: float, m3: float) -> Tensor:

@@ -58,6 +58,11 @@ class MarginInnerProduct(MarginHead):
         power: float >= 0. Caffe `power`.
         lambda_min: float >= 0. Caffe `lambda_min`.
         iteration: int >= 0. The iteration count to start from (Caffe `iteration`).
+        m_schedule: None or a list of `[step, m]` pairs, steps strictly increasing, the last `m`
+            equal to `m`: a staged margin, e.g. `[[0, 1], [2000, 4]]` trains with m=1 (modified
+            softmax) up to iteration 1999 and with m=4 from 2000 on. Each stage holds from its step;
+            before the first, the first stage's m. `iteration` runs on across stages, so lambda
+            continues its annealing rather than restarting at `base`.
         caffe_backward: bool. Use the Caffe layer's own backward pass instead of the exact
             derivative: for the target column the input-gradient coefficients of `w_y` and
             `x` are rescaled to unit norm, and the class-weight gradient is `x^T g` as for a
@@ -88,6 +93,7 @@ class MarginInnerProduct(MarginHead):
         power: float = 1.0,
         lambda_min: float = 5.0,
         iteration: int = 0,
+        m_schedule: list | None = None,
         caffe_backward: bool = False,
         kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
         kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
@@ -109,6 +115,7 @@ class MarginInnerProduct(MarginHead):
         self.power = check_non_negative("power", power)
         self.lambda_min = check_non_negative("lambda_min", lambda_min)
         self.initial_iteration = int(iteration)
+        self.m_schedule = _check_m_schedule(m_schedule, self.m)
         self.caffe_backward = bool(caffe_backward)
 
     def build(self, input_shape: tuple | list[tuple]) -> None:
@@ -129,6 +136,17 @@ class MarginInnerProduct(MarginHead):
         iteration = int(ops.convert_to_numpy(self.iteration)) if self.built else self.initial_iteration
         return self.lambda_at(iteration)
 
+    @property
+    def annealed_iteration(self) -> int:
+        """The first iteration whose lambda is `lambda_min` (1659 with the Caffe defaults); 0 if it never falls."""
+        if self.gamma == 0 or self.power == 0 or self.lambda_min == 0:
+            return 0
+        guess = int(((self.base / self.lambda_min) ** (1.0 / self.power) - 1.0) / self.gamma)
+        iteration = max(guess - 2, 0)
+        while self.lambda_at(iteration) > self.lambda_min:  # float32 rounding decides the last step or two
+            iteration += 1
+        return iteration
+
     def lambda_at(self, iteration: int) -> np.float32:
         """The lambda this layer uses at a given iteration (1 for the first training step)."""
         return caffe_lambda(iteration, self.base, self.gamma, self.power, self.lambda_min)
@@ -136,18 +154,37 @@ class MarginInnerProduct(MarginHead):
     def plain_logits(self, embeddings: Tensor, kernel: Tensor) -> Tensor:
         return cosine_matmul(embeddings, kernel)
 
+    def margin_at(self, iteration: int) -> int:
+        """The margin m of a given iteration (1 for the first training step): `m`, or its `m_schedule` stage."""
+        if not self.m_schedule:
+            return self.m
+        stages = [m for step, m in self.m_schedule if step <= iteration]
+        return stages[-1] if stages else self.m_schedule[0][1]
+
     def margin_logits(self, embeddings: Tensor, kernel: Tensor, labels: Tensor) -> Tensor:
         new_iteration = self.iteration + 1
         self.iteration.assign(new_iteration)
-        if self.m == 1:
-            return self.plain_logits(embeddings, kernel)
         lam = ops.cast(
             caffe_lambda(new_iteration, self.base, self.gamma, self.power, self.lambda_min),
             self.compute_dtype,
         )
+        if not self.m_schedule:
+            return self._logits_with_margin(embeddings, kernel, labels, lam, self.m)
+        if self.caffe_backward:  # each stage's own backward pass; the stage of this iteration is kept
+            logits = None
+            for step, m in self.m_schedule:
+                stage = self._logits_with_margin(embeddings, kernel, labels, lam, m)
+                logits = stage if logits is None else ops.where(new_iteration >= step, stage, logits)
+            return logits
+        return staged_a_softmax_logits(embeddings, kernel, labels, lam, self.m_schedule, new_iteration)
+
+    def _logits_with_margin(self, embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: Tensor,
+                            m: int) -> Tensor:
+        if m == 1:
+            return self.plain_logits(embeddings, kernel)
         if self.caffe_backward:
-            return caffe_backward_logits(embeddings, kernel, labels, lam, self.m)
-        return a_softmax_logits(embeddings, kernel, labels, lam, self.m)
+            return caffe_backward_logits(embeddings, kernel, labels, lam, m)
+        return a_softmax_logits(embeddings, kernel, labels, lam, m)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -163,10 +200,32 @@ class MarginInnerProduct(MarginHead):
                 "power": self.power,
                 "lambda_min": self.lambda_min,
                 "iteration": iteration,
+                "m_schedule": [list(stage) for stage in self.m_schedule] if self.m_schedule else None,
                 "caffe_backward": self.caffe_backward,
             }
         )
         return config
+
+
+def _check_m_schedule(schedule: list | None, m: int) -> list[tuple[int, int]] | None:
+    """`m_schedule` as `(step, m)` tuples, or a `ValueError` naming what is wrong."""
+    if schedule is None or len(schedule) == 0:
+        return None
+    stages = []
+    for entry in schedule:
+        if (not isinstance(entry, (list, tuple)) or len(entry) != 2
+                or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in entry)):
+            raise ValueError(f"`m_schedule` must be a list of [step, m] integer pairs. "
+                             f"Received: m_schedule={schedule!r}")
+        step, stage_m = int(entry[0]), int(entry[1])
+        if step < 0 or not 1 <= stage_m <= 4:
+            raise ValueError(f"`m_schedule` steps must be >= 0 and margins in 1..4. Received: m_schedule={schedule!r}")
+        if stages and step <= stages[-1][0]:
+            raise ValueError(f"`m_schedule` steps must be strictly increasing. Received: m_schedule={schedule!r}")
+        stages.append((step, stage_m))
+    if stages[-1][1] != m:
+        raise ValueError(f"The last stage of `m_schedule` must be the head's m={m}. Received: m_schedule={schedule!r}")
+    return stages
 
 
 def a_softmax_logits(embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: float | Tensor, m: int) -> Tensor:
@@ -179,12 +238,25 @@ def a_softmax_logits(embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: fl
         lam: float. The annealing lambda (`MarginInnerProduct.lambda_at`).
         m: int. The angular margin, 1 to 4.
     """
+    return staged_a_softmax_logits(embeddings, kernel, labels, lam, [(0, m)], 1)
+
+
+def staged_a_softmax_logits(embeddings: Tensor, kernel: Tensor, labels: Tensor, lam: float | Tensor,
+                            stages: list[tuple[int, int]], iteration: int | Tensor) -> Tensor:
+    """`a_softmax_logits` with the margin of the `(step, m)` stage `iteration` is in (`m_schedule`).
+
+    The `(batch_size, units)` product and the norms are computed once; only the `(batch_size, 1)`
+    target column is computed per stage, and the stage of `iteration` selected.
+    """
     embeddings, labels = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(labels)
     inner = cosine_matmul(embeddings, kernel)  # x . w_j / |w_j|, (batch, units)
     norm = row_norm(embeddings)  # |x|, (batch, 1)
     target_inner = ops.take_along_axis(inner, labels, axis=1)  # x . w_y, (batch, 1)
     cos_theta = clamp_cosine(target_inner / norm)
-    target = (lam * target_inner + norm * chebyshev_psi(cos_theta, m)) / (1.0 + lam)
+    target = None
+    for step, m in stages:
+        stage = target_inner if m == 1 else (lam * target_inner + norm * chebyshev_psi(cos_theta, m)) / (1.0 + lam)
+        target = stage if target is None else ops.where(iteration >= step, stage, target)
     return add_to_label_columns(inner, labels, target - target_inner)
 
 

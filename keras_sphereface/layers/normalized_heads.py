@@ -68,8 +68,8 @@ class ArcFace(NormalizedHead):
             raise ValueError(f"`m` must be smaller than pi radians. Received: m={m!r}")
         self.easy_margin = bool(easy_margin)
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
-        return arcface_target(cos_theta, self.m, self.easy_margin)
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
+        return arcface_target(cos_theta, self.m * ramp, self.easy_margin)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m, "easy_margin": self.easy_margin}
@@ -92,8 +92,8 @@ class CosFace(NormalizedHead):
         super().__init__(units, s=s, **kwargs)
         self.m = check_non_negative("m", m)
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
-        return cos_theta - self.m
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
+        return cos_theta - self.m * ramp
 
     def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m}
@@ -127,8 +127,9 @@ class CombinedMargin(NormalizedHead):
         self.m2 = check_non_negative("m2", m2)
         self.m3 = check_non_negative("m3", m3)
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
-        return combined_margin_target(cos_theta, self.m1, self.m2, self.m3)
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
+        m1 = 1.0 + (self.m1 - 1.0) * ramp
+        return combined_margin_target(cos_theta, m1, self.m2 * ramp, self.m3 * ramp)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "m1": self.m1, "m2": self.m2, "m3": self.m3}
@@ -149,7 +150,7 @@ class NormSoftmax(NormalizedHead):
     def __init__(self, units: int, s: float = 30.0, **kwargs: Any):
         super().__init__(units, s=s, **kwargs)
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
         return cos_theta
 
 
@@ -177,9 +178,10 @@ class SphereFaceR(NormalizedHead):
         if self.m < 1:
             raise ValueError(f"`m` must be >= 1. Received: m={m!r}")
 
-    def target_logit(self, cos_theta: Tensor) -> Tensor:
+    def target_logit(self, cos_theta: Tensor, ramp: float | Tensor = 1.0) -> Tensor:
         theta = ops.arccos(cos_theta)
-        return cos_theta + ops.stop_gradient(general_psi(theta, self.m) - cos_theta)
+        m = 1.0 + (self.m - 1.0) * ramp
+        return cos_theta + ops.stop_gradient(general_psi(theta, m) - cos_theta)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "m": self.m}

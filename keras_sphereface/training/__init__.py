@@ -22,18 +22,11 @@ per-worker input positions); `state` (build and restore); `logs` (TensorBoard, C
 
 from keras_sphereface.training.callbacks import TrainCallback
 from keras_sphereface.training.checkpoints import latest_complete_checkpoint
-from keras_sphereface.training.config import (
-    PRECISIONS,
-    RECIPE_NAMES,
-    STRATEGIES,
-    TrainConfig,
-    config_to_toml,
-    load_recipe,
-    recipe_path,
-)
+from keras_sphereface.training.config import PRECISIONS, STRATEGIES, TrainConfig
 from keras_sphereface.training.heads import HEAD_NAMES, make_head
 from keras_sphereface.training.inputs import RecordsError, RecordsInfo, read_records_info
 from keras_sphereface.training.loop import NonFiniteLossError, TrainResult, train
+from keras_sphereface.training.recipe_files import RECIPE_NAMES, config_to_toml, load_recipe, recipe_path
 from keras_sphereface.training.schedule import learning_rate_at
 from keras_sphereface.training.validation import PairListError, check_pair_list
 

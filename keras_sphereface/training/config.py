@@ -1,29 +1,13 @@
-"""`TrainConfig`: every training option, and TOML recipes that override a base config.
+"""`TrainConfig`: every training option, its defaults and the checks of its values.
 
-A recipe is a small TOML file named `<data>_<backbone>_<loss>.toml` whose keys are `TrainConfig`
-fields. It may name the recipe it overrides with `base = "<name or file>"`; every chain ends at
-`base.toml` (the dataclass defaults written out). The shipped recipes live in
-`keras_sphereface/training/recipes/`; `RECIPE_NAMES` lists them.
-
-    >>> config = load_recipe("lfw-devtrain_sphere4_asoftmax", tfrecords="out/lfw/train-*.tfrecord")
-    >>> config.model, config.head, config.lr
-    ('sphere4', 'a-softmax', 0.01)
-
-A run writes its resolved config as `config.toml` in its output folder (`config_to_toml`), so
-`load_recipe("out/run/config.toml")` reproduces it.
+The TOML recipes that set these fields are read and written by `recipe_files.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from pathlib import Path
 from typing import Any
-
-import tomllib
-
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
@@ -32,6 +16,8 @@ ON_NAN = ("stop", "skip")
 DECAY_ON = ("kernels", "all")
 #: The `ALIGN_MODES` a training input can use (records store no detector output).
 TRAINING_ALIGN_MODES = ("aligned", "landmarks")
+#: Where a new A-Softmax head's lambda starts: Caffe's schedule from `base`, or its floor `lambda_min`.
+LAMBDA_STARTS = ("schedule", "floor")
 
 
 @dataclasses.dataclass
@@ -61,7 +47,12 @@ class TrainConfig:
         head: str. `"a-softmax"`, `"arcface"`, `"cosface"`, `"combined"`, `"norm-softmax"`,
             `"sphereface-r"` (see `keras_sphereface.training.heads`).
         head_options: dict. Keyword arguments of the head (e.g. `{m = 4, base = 1000.0}`,
-            `{s = 64.0, m = 0.5}`).
+            `{s = 64.0, m = 0.5}`, a staged A-Softmax `{m = 4, m_schedule = [[0, 1], [2000, 4]]}`, a
+            margin warm-up `{m = 0.5, margin_warmup_steps = 1000}`).
+        lambda_start: str. Where a new A-Softmax head's lambda starts (logged at the start):
+            `"schedule"` (iteration 0: Caffe's annealing from `base`, for training from scratch) or
+            `"floor"` (the iteration where lambda reaches `lambda_min`: for fine-tuning `weights`
+            that were trained past the annealing). A resumed run always continues its checkpoint's.
 
     Optimization (SGD with momentum):
         batch_size: int. Global batch, split evenly across replicas.
@@ -148,6 +139,7 @@ class TrainConfig:
     weights: str | None = None
     head: str = "a-softmax"
     head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lambda_start: str = "schedule"
 
     batch_size: int = 256
     steps: int | None = None
@@ -208,6 +200,7 @@ class TrainConfig:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("on_nan", self.on_nan, ON_NAN)
         _choice("weight_decay_on", self.weight_decay_on, DECAY_ON)
+        _choice("lambda_start", self.lambda_start, LAMBDA_STARTS)
         for name in ("batch_size", "lr_reference_batch", "checkpoint_every", "keep_checkpoints", "log_every",
                      "validate_every", "shuffle_buffer"):
             value = getattr(self, name)
@@ -295,97 +288,3 @@ def _check_warmup_and_guard(config: TrainConfig) -> None:
 def _choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
-
-
-def _recipe_names() -> tuple[str, ...]:
-    return tuple(sorted(p.stem for p in RECIPE_DIR.glob("*.toml") if p.stem != "base"))
-
-
-#: Names of the shipped recipes (`keras_sphereface/training/recipes/*.toml`, without `base`).
-RECIPE_NAMES: tuple[str, ...] = _recipe_names()
-
-
-def recipe_path(name_or_file: str | os.PathLike) -> Path:
-    """The file of a recipe: a shipped name (`"casia_sphere20_asoftmax"`) or a `.toml` path.
-
-    Raises:
-        ValueError: neither a shipped recipe nor an existing file; the message lists the names.
-    """
-    text = os.fspath(name_or_file)
-    shipped = RECIPE_DIR / f"{text}.toml"
-    if "/" not in text and os.sep not in text and shipped.is_file():
-        return shipped
-    path = Path(text)
-    if path.is_file():
-        return path
-    raise ValueError(f"Unknown recipe; use a file or one of {list(RECIPE_NAMES)}. Received: recipe={text!r}")
-
-
-def _read_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    if path.resolve() in seen:
-        raise ValueError(f"Recipe bases form a cycle: {[str(p) for p in (*seen, path)]}")
-    with open(path, "rb") as handle:
-        try:
-            values = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"Recipe {path} is not valid TOML: {error}") from error
-    base = values.pop("base", None if path.name == "base.toml" and path.parent == RECIPE_DIR else "base")
-    if base is None:
-        return values
-    base_path = recipe_path(base) if not (path.parent / base).is_file() else path.parent / base
-    merged = _read_chain(base_path, (*seen, path.resolve()))
-    merged.update(values)
-    return merged
-
-
-def load_recipe(name_or_file: str | os.PathLike | None = None, **overrides) -> TrainConfig:
-    """Reads a recipe (with its chain of bases) into a `TrainConfig`, then applies `overrides`.
-
-    Args:
-        name_or_file: str, path-like or None. A shipped recipe name, a `.toml` file (e.g. a
-            run's `config.toml`), or None for the base config alone.
-        **overrides: `TrainConfig` fields; None values mean "not given" and are ignored.
-
-    Returns:
-        The `TrainConfig`.
-
-    Raises:
-        ValueError: an unknown recipe, a key that is not a `TrainConfig` field, or a bad value.
-    """
-    path = RECIPE_DIR / "base.toml" if name_or_file is None else recipe_path(name_or_file)
-    values = _read_chain(path)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"Recipe {path.name} has unknown key(s) {unknown}; known: {sorted(fields)}")
-    return TrainConfig(**values).replace(**overrides)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"Cannot write {value!r} as TOML")
-
-
-def config_to_toml(config: TrainConfig, header: str = "") -> str:
-    """The resolved config as TOML text (fields set to None are left out: they read back as None).
-
-    Args:
-        config: TrainConfig.
-        header: str. Comment lines written first (without the leading `#`).
-    """
-    lines = [f"# {line}" for line in header.splitlines()]
-    lines.append('base = "base"')
-    for key, value in dataclasses.asdict(config).items():
-        if value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"

@@ -19,13 +19,15 @@ HEADS: dict[str, type[layers.MarginHead]] = {
 HEAD_NAMES: tuple[str, ...] = tuple(HEADS)
 
 
-def make_head(name: str, units: int, options: dict | None = None) -> keras.layers.Layer:
+def make_head(name: str, units: int, options: dict | None = None, lambda_start: str = "schedule") -> keras.layers.Layer:
     """Builds the margin head `name` for `units` classes.
 
     Args:
         name: str. A key of `HEADS` (`"a-softmax"`, `"arcface"`, ...).
         units: int. Number of classes.
         options: dict or None. The head's keyword arguments (e.g. `{"m": 4}`, `{"s": 64, "m": 0.5}`).
+        lambda_start: str. `"schedule"`, or `"floor"`: an A-Softmax head starts at its
+            `annealed_iteration` (lambda = `lambda_min`) unless `options` sets `iteration`.
 
     Returns:
         The head layer, named `"head"` (float32 compute under any policy).
@@ -36,13 +38,17 @@ def make_head(name: str, units: int, options: dict | None = None) -> keras.layer
     if name not in HEADS:
         raise ValueError(f"Unknown head; use one of {list(HEAD_NAMES)}. Received: head={name!r}")
     try:
-        return HEADS[name](units, name="head", **dict(options or {}))
+        head = HEADS[name](units, name="head", **dict(options or {}))
     except (TypeError, ValueError) as error:
         raise ValueError(f"Bad head_options for head {name!r}: {error}. Received: head_options={options!r}") from error
+    if lambda_start == "floor" and hasattr(head, "annealed_iteration") and "iteration" not in (options or {}):
+        head.initial_iteration = head.annealed_iteration
+    return head
 
 
 def current_lambda(head: keras.layers.Layer) -> float | None:
-    """The A-Softmax lambda of `head`'s current `iteration`, or None (other heads, and m=1, have none)."""
-    if hasattr(head, "lambda_at") and getattr(head, "m", 1) > 1:
-        return float(head.lambda_at(int(np.asarray(head.iteration))))
-    return None
+    """The A-Softmax lambda of `head`'s current `iteration`, or None (other heads, and m=1 stages, have none)."""
+    if not hasattr(head, "lambda_at"):
+        return None
+    iteration = int(np.asarray(head.iteration))
+    return float(head.lambda_at(iteration)) if head.margin_at(max(iteration, 1)) > 1 else None

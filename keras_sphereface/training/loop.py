@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sphereface.models.zoo import ModelSpec, get_model_spec
@@ -174,6 +175,15 @@ def _resume_message(run: _Run, state: RunState) -> str:
     lam = current_lambda(state.head)
     lam_text = "" if lam is None else f", lambda {lam:.4g}"
     return f"Resuming from {state.restored_path}: step {state.resumed_from}{epoch}{lam_text}{state.input_note}"
+
+
+def _lambda_start_text(config: TrainConfig, state: RunState) -> str:
+    """How a new A-Softmax head's lambda starts (`lambda_start`), for the start message; else ''."""
+    if not hasattr(state.head, "lambda_at"):
+        return ""
+    iteration = int(np.asarray(state.head.iteration))
+    return (f"; A-Softmax lambda starts at {float(state.head.lambda_at(iteration + 1)):.4g} "
+            f"(iteration {iteration}, lambda_start={config.lambda_start!r})")
 
 
 def _rate_message(config: TrainConfig) -> str:
@@ -362,7 +372,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
             logger.message(f"Training {spec.name} + {config.head} on {records.num_classes} classes "
                            f"({records.num_examples or '?'} images), {placement.kind} strategy with "
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
-                           f"output in {out}")
+                           f"output in {out}{_lambda_start_text(config, state)}")
         if chief:
             logger.message(_rate_message(config))
         result = _drive(run, state, logger, hooks)

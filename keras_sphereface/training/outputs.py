@@ -9,8 +9,9 @@ from pathlib import Path
 import keras
 
 from keras_sphereface.models.zoo import ModelSpec
-from keras_sphereface.training.config import TrainConfig, config_to_toml
+from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.inputs import input_size
+from keras_sphereface.training.recipe_files import config_to_toml
 from keras_sphereface.utils.atomic import atomic_path, atomic_write
 from keras_sphereface.utils.disk import WriteError
 from keras_sphereface.version import __version__

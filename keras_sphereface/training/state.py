@@ -83,7 +83,7 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     """
     with placement.strategy.scope():
         backbone = build_backbone(config, weights=config.weights)
-        head = make_head(config.head, records.num_classes, config.head_options)
+        head = make_head(config.head, records.num_classes, config.head_options, config.lambda_start)
         model = build_training_model(backbone, head, name=f"{spec.name}_{config.head}")
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
