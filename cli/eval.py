@@ -1,4 +1,4 @@
-"""`ksf eval`: LFW verification, any pair list, and the Angular Fisher Score of a labelled folder."""
+"""`ksf eval`: LFW verification, any pair list, 1:N identification, the Angular Fisher Score of a folder."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _command_line(ctx: click.Context) -> str:
 
 @click.group(name="eval")
 def eval_group() -> None:
-    """Face verification (LFW, any pair list) and the Angular Fisher Score."""
+    """Face verification (LFW, any pair list), 1:N identification and the Angular Fisher Score."""
 
 
 @eval_group.command()
@@ -130,3 +130,19 @@ def afs(ctx: click.Context, **params) -> None:
     kwargs = _common_kwargs(params)
     angular_fisher_score_of_folder(kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx),
                                    **kwargs)
+
+
+@eval_group.command()
+@_model_options
+@click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
+              help="Combine each embedding with its mirror's (none: one embedding per image, as a gallery holds).")
+@options.out_option("out/eval/identify", "Where report.json and cmc.png go.")
+@click.pass_context
+@options.report_errors
+def identify(ctx: click.Context, **params) -> None:
+    """1:N identification on LFW (or any <images>/<identity>/<image> folder): closed-set CMC rank-1/5/10 and
+    open-set DIR at FAR 1% and 0.1% (gallery: one image per person with 2 or more; impostors: people with one)."""
+    from keras_sphereface.evaluation import evaluate_identification
+
+    kwargs = _common_kwargs(params)
+    evaluate_identification(kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx), **kwargs)

@@ -20,6 +20,8 @@ _COMMANDS = (
     ("export", "export"),
     ("embed", "embed"),
     ("verify", "verify"),
+    ("enroll", "enroll"),
+    ("search", "search"),
     ("train", "train"),
 )
 

@@ -1,4 +1,4 @@
-"""`ksf make-tfrecords`: write a folder-per-identity tree or a list file as sharded TFRecords."""
+"""`ksf make-tfrecords`: write a folder-per-identity tree, a list file or a RecordIO set as sharded TFRecords."""
 
 from __future__ import annotations
 
@@ -27,16 +27,20 @@ from ksf import options
 @click.option("--resize", callback=options.parse_size_option,
               help="Resize and re-encode images to HxW (default: keep bytes).")
 @options.workers_option(help="Shards written in parallel.")
+@click.option("--check", type=options.LibraryChoice("keras_sphereface.data.records", "CHECKS"), default=None,
+              help="decode: decode every image, skipping corrupt ones; header: read only its JPEG/PNG header "
+                   "(a byte copy). Default: header for a RecordIO folder, else decode.")
 @options.report_errors
 def make_tfrecords(src, out_dir, shards, val_shards, seed, landmarks, exclude, people, min_images,
-                   val_fraction, resize, workers) -> None:
-    """Write SRC (a folder SRC/<identity>/<image> or a `path label` list file) as TFRecords in OUT_DIR."""
+                   val_fraction, resize, workers, check) -> None:
+    """Write SRC as TFRecords in OUT_DIR: a folder SRC/<identity>/<image>, a `path label` list file, or an
+    insightface RecordIO folder (train.rec + train.idx + property; the identities are its class numbers)."""
     from keras_sphereface.data.records import write_tfrecords
 
     manifest = write_tfrecords(
         src, out_dir, num_shards=shards, val_shards=val_shards, seed=seed, landmarks=landmarks,
         exclude=exclude, people=people, min_images=min_images, val_fraction=val_fraction,
-        resize=resize, workers=workers,
+        resize=resize, workers=workers, check=check,
     )
     for split, info in manifest["splits"].items():
         click.echo(f"{split}: {info['num_examples']} examples, {info['num_classes']} identities, "

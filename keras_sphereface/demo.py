@@ -10,11 +10,13 @@
    least 10 images (158 people), split per identity into train and test images; a small adapter
    (`Dense`) is trained through `MarginInnerProduct` heads with m=1 (modified softmax) and m=4
    (A-Softmax, Caffe lambda schedule), and each is scored on the held-out images.
-6. Export the pretrained model for TensorFlow Serving (`ksf export`), then `ksf verify` one same and
+6. 1:N search on the same embeddings: a `Gallery` of one image per identity of part 5 (`ksf enroll`
+   writes the same folder), every other image of those people searched in it (`ksf search`): rank-1.
+7. Export the pretrained model for TensorFlow Serving (`ksf export`), then `ksf verify` one same and
    one different LFW pair through the exported SavedModel.
 
 Everything is written under `out_dir`: `aligned/`, `records/`, `train/`, `lfw/` and `lfw-plain/`
-(report.json, ROC and score plots), `export/`, and `demo.json` with every part.
+(report.json, ROC and score plots), `gallery/`, `export/`, and `demo.json` with every part.
 """
 
 from __future__ import annotations
@@ -213,9 +215,12 @@ def run_demo(
                       f"{plain['mean_accuracy']:.2%}, threshold {plain['mean_threshold']:.4f}")
 
     _step(console, show, f"5. MarginInnerProduct heads on LFW embeddings (identities with >= {min_images} images)")
-    result["margin_heads"] = _margin_heads(lfw, model, weights, min_images, epochs, console, show)
+    result["margin_heads"], embedded = _margin_heads(lfw, model, weights, min_images, epochs, console, show)
 
-    _step(console, show, "6. Export for TensorFlow Serving (ksf export), then ksf verify through it")
+    _step(console, show, "6. 1:N search: a gallery of one image per person, the others searched in it")
+    result["identification"] = _identification(*embedded, out_dir / "gallery", console, show)
+
+    _step(console, show, "7. Export for TensorFlow Serving (ksf export), then ksf verify through it")
     exported = export_savedmodel(model, out_dir / "export", weights=weights,
                                  **threshold_from_report(out_dir / "lfw-plain" / "report.json"))
     face_model = open_face_model(str(exported.path))
@@ -236,8 +241,43 @@ def run_demo(
     return result
 
 
-def _margin_heads(lfw: Path, model: str, weights: str, min_images: int, epochs: int, console, show: bool) -> dict:
-    """Part 5: margin heads with m=1 and m=4 on the pretrained model's embeddings (module docstring)."""
+def _identification(names: list[str], paths: list[str], embeddings: np.ndarray, embedder, folder: Path, console,
+                    show: bool) -> dict:
+    """Part 6: the first image of each identity enrolled in a `Gallery` (saved to `folder`), the rest searched."""
+    from keras_sphereface.inference import Gallery, GalleryModel
+    from keras_sphereface.utils.vectors import l2_normalize_rows
+
+    embeddings = l2_normalize_rows(embeddings)
+    first = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
+    enrolled = np.zeros(len(names), dtype=bool)
+    enrolled[list(first.values())] = True
+    gallery = Gallery(GalleryModel.of_embedder(embedder, embeddings.shape[1]))
+    gallery.add(embeddings[enrolled], [n for n, e in zip(names, enrolled, strict=True) if e],
+                [p for p, e in zip(paths, enrolled, strict=True) if e])
+    gallery.save(folder)
+    tick = time.perf_counter()
+    found = gallery.search(embeddings[~enrolled], k=1)
+    seconds = time.perf_counter() - tick
+    row_names = gallery.row_identities
+    probes = [n for n, e in zip(names, enrolled, strict=True) if not e]
+    rank1 = float(np.mean([row_names[i] == n for i, n in zip(found.indices[:, 0], probes, strict=True)]))
+    part = {"gallery": str(folder), "gallery_identities": len(gallery), "probes": len(probes), "rank1": rank1,
+            "search_seconds": round(seconds, 3)}
+    if show:
+        console.print(f"{len(probes)} probes searched among {len(gallery)} enrolled people in {seconds:.3f} s: "
+                      f"rank-1 {rank1:.2%} (gallery: {folder})")
+    return part
+
+
+def _margin_heads(lfw: Path, model: str, weights: str, min_images: int, epochs: int, console,
+                  show: bool) -> tuple[dict, tuple]:
+    """Part 5: margin heads with m=1 and m=4 on the pretrained model's embeddings (module docstring).
+
+    Returns:
+        `(part, (names, paths, embeddings, embedder))`: the part's figures, and what part 6 searches.
+    """
     from rich.table import Table
 
     from keras_sphereface.evaluation import angular_fisher_score
@@ -273,4 +313,4 @@ def _margin_heads(lfw: Path, model: str, weights: str, min_images: int, epochs: 
             table.add_row(f"A-Softmax m={head['m']}", str(head["steps"]), lam,
                           f"{head['test_accuracy']:.2%}", f"{head['test_angular_fisher_score']:.4f}")
         console.print(table)
-    return part
+    return part, (names, paths, embeddings, embedder)

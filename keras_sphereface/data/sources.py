@@ -1,12 +1,13 @@
-"""Where training images come from: a folder per identity or a list file, and identity filters.
+"""Where training images come from: a folder per identity, a list file or a RecordIO set; identity filters.
 
-TensorFlow-free: plain paths and names, used by `records.py`.
+TensorFlow-free: plain paths and names, used by `records.py`. `ImageReader` reads any of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,23 +15,27 @@ from pathlib import Path
 import numpy as np
 
 from keras_sphereface.data.align_folder import list_images
-from keras_sphereface.data.images import IMAGE_EXTENSIONS
+from keras_sphereface.data.images import IMAGE_EXTENSIONS, read_image_bytes
+from keras_sphereface.data.recordio import RecordIOReader
+from keras_sphereface.data.recordio_set import REC_NAME, is_recordio_folder, open_recordio_set, read_set_image
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SourceImage:
     """One training image.
 
     Attributes:
-        path: Path. The file to read.
+        path: Path. The file to read (for a RecordIO record: the `.rec` file).
         key: str. The path as the source names it (relative to the identity tree's root, or as
-            written in the list file); landmark files are looked up with it.
-        identity: str. The identity (folder name or the list file's label column).
+            written in the list file; `train.rec#<key>` for a record); landmark files are looked up with it.
+        identity: str. The identity (folder name, the list file's label column, or a record's class).
+        record: int or None. The key of the image's record in the RecordIO file `path`; None for files.
     """
 
     path: Path
     key: str
     identity: str
+    record: int | None = None
 
 
 def images_from_folder(root: str | os.PathLike) -> list[SourceImage]:
@@ -131,9 +136,68 @@ def images_from_list(list_file: str | os.PathLike) -> list[SourceImage]:
     return found
 
 
+def images_from_recordio(folder: str | os.PathLike) -> list[SourceImage]:
+    """Images of an insightface training folder (`train.rec`, `train.idx`, `property`; `recordio_set.py`).
+
+    Each record becomes a `SourceImage` with key `train.rec#<key>` and its class (an integer, as
+    text) as identity, in key order.
+
+    Raises:
+        RecordIOError: a malformed index, property file, header or identity record (see
+            `recordio_set.open_recordio_set`).
+    """
+    found = open_recordio_set(folder)
+    rec = found.rec_path
+    names = {label: str(label) for label in np.unique(found.labels).tolist()}
+    return [SourceImage(rec, f"{REC_NAME}#{key}", names[label], key)
+            for key, label in zip(found.keys.tolist(), found.labels.tolist(), strict=True)]
+
+
 def collect_images(src: str | os.PathLike) -> list[SourceImage]:
-    """`images_from_folder` for a folder, `images_from_list` for a file."""
+    """`images_from_recordio` for a folder with `train.rec` and `train.idx`, `images_from_folder` for any
+    other folder, `images_from_list` for a file."""
+    if is_recordio_folder(src):
+        return images_from_recordio(src)
     return images_from_folder(src) if Path(src).is_dir() else images_from_list(src)
+
+
+class ImageReader:
+    """Reads the encoded bytes of `SourceImage`s: image files, or image records of RecordIO files.
+
+    A RecordIO file is opened once, on first use, and shared by every thread (`os.pread`); a record's
+    header label is checked against the image's identity. Use it as a context manager, or `close` it.
+    """
+
+    def __init__(self) -> None:
+        self._readers: dict[Path, RecordIOReader] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, image: SourceImage) -> bytes:
+        """The encoded image, as stored.
+
+        Raises:
+            FileNotFoundError: a missing image file.
+            RecordIOError: a damaged record, or one whose label is not `image.identity`.
+        """
+        if image.record is None:
+            return read_image_bytes(image.path)
+        with self._lock:
+            reader = self._readers.get(image.path)
+            if reader is None:
+                reader = self._readers[image.path] = RecordIOReader(image.path)
+        return read_set_image(reader, image.record, int(image.identity))
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the RecordIO files opened."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
 
 def read_identity_file(path: str | os.PathLike) -> set[str]:

@@ -6,6 +6,8 @@
   `sphereface`, `summed` and `plain` protocols (`PROTOCOLS`).
 - `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
 - `angular_fisher_score`: the SphereFace paper's AFS.
+- `evaluate_identification` (`ksf eval identify`): 1:N closed-set CMC and open-set DIR@FAR
+  (`identify_embeddings`, `lfw_identification_split`, `cmc_curve` in `identification.py`).
 - `make_source`: the `FaceSource` of a dataset folder (image folder, alignment mode, landmarks).
 - `EmbeddingOptions`: alignment (`EVAL_ALIGN_MODES`), preprocessing, batch size and cache of an evaluation.
 
@@ -14,6 +16,16 @@ Models are loaded and run by `keras_sphereface.inference` (`load_embedder`, `emb
 
 from keras_sphereface.evaluation.afs import angular_fisher_score_of_folder
 from keras_sphereface.evaluation.fisher import angular_fisher_score
+from keras_sphereface.evaluation.identification import (
+    DEFAULT_IDENTIFICATION_FARS,
+    DEFAULT_RANKS,
+    IdentificationResult,
+    IdentificationSplit,
+    cmc_curve,
+    identify_embeddings,
+    lfw_identification_split,
+)
+from keras_sphereface.evaluation.identify import evaluate_identification
 from keras_sphereface.evaluation.pairs import PairList, parse_pairs, read_pairs
 from keras_sphereface.evaluation.protocol import (
     PROTOCOLS,
@@ -29,9 +41,13 @@ from keras_sphereface.evaluation.sources import EVAL_ALIGN_MODES, EmbeddingOptio
 from keras_sphereface.evaluation.verification import evaluate_lfw, evaluate_pairs
 
 __all__ = [
+    "DEFAULT_IDENTIFICATION_FARS",
+    "DEFAULT_RANKS",
     "EVAL_ALIGN_MODES",
     "PROTOCOLS",
     "EmbeddingOptions",
+    "IdentificationResult",
+    "IdentificationSplit",
     "PairList",
     "Protocol",
     "RocSummary",
@@ -39,8 +55,12 @@ __all__ = [
     "angular_fisher_score",
     "angular_fisher_score_of_folder",
     "best_threshold",
+    "cmc_curve",
+    "evaluate_identification",
     "evaluate_lfw",
     "evaluate_pairs",
+    "identify_embeddings",
+    "lfw_identification_split",
     "make_source",
     "parse_pairs",
     "read_pairs",

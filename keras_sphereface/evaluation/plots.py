@@ -1,4 +1,4 @@
-"""Verification plots (matplotlib, Agg backend): ROC curve and score histograms, written atomically."""
+"""Evaluation plots (matplotlib, Agg backend): ROC curve, score histograms, CMC curve, written atomically."""
 
 from __future__ import annotations
 
@@ -97,6 +97,37 @@ def plot_score_histograms(
         axis.set_ylabel("pairs")
         axis.set_title(title)
         axis.legend(fontsize=8)
+        figure.tight_layout()
+        _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def plot_cmc(cmc: np.ndarray, path: str | os.PathLike, title: str = "CMC", marks: tuple[int, ...] = (1, 5, 10)) -> None:
+    """Writes a cumulative match characteristic (identification rate against rank) to a PNG file.
+
+    Args:
+        cmc: `np.ndarray`, shape `(max_rank,)`. Identification rate at ranks 1..max_rank, in `[0, 1]`.
+        path: str or path-like. The `.png` file.
+        title: str. Figure title.
+        marks: tuple of int. Ranks labelled with their rate.
+    """
+    plt = _pyplot()
+    cmc = np.asarray(cmc, dtype=np.float64)
+    ranks = np.arange(1, len(cmc) + 1)
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    try:
+        axis.plot(ranks, 100 * cmc, "-o", ms=3, lw=1.5)
+        for rank in marks:
+            if rank <= len(cmc):
+                axis.annotate(f"rank-{rank}: {100 * cmc[rank - 1]:.2f}%", (rank, 100 * cmc[rank - 1]),
+                              textcoords="offset points", xytext=(6, -12), fontsize=8)
+        axis.set_xlabel("rank")
+        axis.set_ylabel("identification rate (%)")
+        axis.set_xlim(0.5, len(cmc) + 0.5)
+        axis.set_ylim(max(0.0, 100 * cmc[0] - 5), 100.5)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
         figure.tight_layout()
         _save(figure, path)
     finally:

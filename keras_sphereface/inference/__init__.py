@@ -12,6 +12,10 @@ checks). Bottom to top:
 - image files (`ksf embed` / `ksf verify`): `collect_images`, `LandmarkLookup`, `files_source`
   (`image_files.py`: files -> a `FaceSource` by one of `data.face_source.ALIGN_MODES`), `EmbeddingTable` and its writers
   (`table.py`), `embed_files` (`files.py`), `verify_pair` (`verify.py`).
+- 1:N search: `Gallery` and its folder format (`gallery.py`: add, remove, save, load, refusing another
+  model's gallery), `exact_search` / `FaissIndex` (`search.py`: blocked exact cosine top-k, float16 or
+  bfloat16 storage; the optional faiss backend), `enroll_folder` / `search_images` (`enroll.py`:
+  `ksf enroll`, `ksf search`).
 
 An export's preprocessing contract is `contract.py` (JSON only).
 """
@@ -42,7 +46,20 @@ _LAZY = {
     "embeddings_csv": "keras_sphereface.inference.table",
     "write_embeddings": "keras_sphereface.inference.table",
     "PairVerification": "keras_sphereface.inference.verify",
+    "decision_threshold": "keras_sphereface.inference.verify",
     "verify_pair": "keras_sphereface.inference.verify",
+    "EnrollReport": "keras_sphereface.inference.enroll",
+    "ProbeResult": "keras_sphereface.inference.enroll",
+    "SearchReport": "keras_sphereface.inference.enroll",
+    "enroll_folder": "keras_sphereface.inference.enroll",
+    "search_images": "keras_sphereface.inference.enroll",
+    "Gallery": "keras_sphereface.inference.gallery",
+    "GalleryError": "keras_sphereface.inference.gallery",
+    "GalleryModel": "keras_sphereface.inference.gallery",
+    "FaissIndex": "keras_sphereface.inference.search",
+    "STORAGE_DTYPES": "keras_sphereface.inference.search",
+    "SearchResult": "keras_sphereface.inference.search",
+    "exact_search": "keras_sphereface.inference.search",
 }
 
 

@@ -45,8 +45,9 @@ class PairVerification:
                 f"threshold: {self.threshold_origin}")
 
 
-def _threshold(embedder: Embedder, threshold: float | None) -> tuple[float | None, str]:
-    """`(value, origin)`: the given threshold, else the export contract's, else none (and why)."""
+def decision_threshold(embedder: Embedder, threshold: float | None) -> tuple[float | None, str]:
+    """`(value, origin)` of the cosine threshold a decision uses: the given one, else the export contract's,
+    else none (and why). `verify_pair` and `search_images` decide with it."""
     contract = embedder.contract
     if threshold is not None:
         return float(threshold), f"{float(threshold):.4f} given on the command line (--threshold)"
@@ -93,6 +94,6 @@ def verify_pair(
         raise FaceError(table.failures[0][1])
     a, b = table.embeddings.astype(np.float64)
     score = float(np.clip(np.dot(a, b), -1.0, 1.0))
-    value, origin = _threshold(embedder, threshold)
+    value, origin = decision_threshold(embedder, threshold)
     same = None if value is None else bool(score > value)
     return PairVerification(str(image_a), str(image_b), score, value, origin, same)
