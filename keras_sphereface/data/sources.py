@@ -202,17 +202,18 @@ class ImageReader:
 
 def read_identity_file(path: str | os.PathLike) -> set[str]:
     """Identity names from a file: one per line, first column used (so LFW's `people*.txt`,
-    `lfw-names.txt` and plain lists all work); lines that are just a count are skipped."""
+    `lfw-names.txt` and plain lists all work). A line that is just an integer is a count (LFW's
+    `people*.txt` put one before each fold) when the file also names people; when every line is a
+    bare integer, they are class ids (a RecordIO set's identities)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Identity file not found: {path}")
-    names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith("#") or (len(fields) == 1 and fields[0].isdigit()):
-            continue
-        names.add(fields[0])
-    return names
+    rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = [fields for fields in rows if fields and not fields[0].startswith("#")]
+    bare_integer = [len(fields) == 1 and fields[0].isdigit() for fields in rows]
+    if all(bare_integer):
+        return {fields[0] for fields in rows}
+    return {fields[0] for fields, count in zip(rows, bare_integer, strict=True) if not count}
 
 
 def identity_order(identities: Iterable[str]) -> list[str]:

@@ -29,10 +29,8 @@ def frame_record(payload: bytes) -> bytes:
     pieces.append(payload[start:])
     out = bytearray()
     for number, piece in enumerate(pieces):
-        if len(pieces) == 1:
-            cflag = 0
-        else:
-            cflag = 1 if number == 0 else 3 if number == len(pieces) - 1 else 2
+        last = len(pieces) - 1
+        cflag = 0 if last == 0 else 1 if number == 0 else 3 if number == last else 2
         out += struct.pack("<II", RECORD_MAGIC, (cflag << 29) | len(piece)) + piece
         out += b"\0" * (-len(piece) % 4)
     return bytes(out)
