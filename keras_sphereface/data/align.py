@@ -20,6 +20,7 @@ from keras_sphereface.data.images import load_image_rgb
 from keras_sphereface.data.landmarks import read_landmarks
 
 __all__ = [
+    "ARCFACE_SHIFT",
     "ARCFACE_TEMPLATE",
     "FITS",
     "INTERPOLATIONS",
@@ -28,6 +29,7 @@ __all__ = [
     "TEMPLATE_NAMES",
     "align_face",
     "alignment_transform",
+    "arcface_crop_for",
     "get_template",
     "load_image_rgb",
     "read_landmarks",
@@ -49,9 +51,12 @@ _SPHEREFACE_POINTS = np.array(
     ],
     dtype=np.float64,
 )
-_ARCFACE_POINTS = _SPHEREFACE_POINTS + np.array([8.0, 0.0])
+#: Pixels the ArcFace template lies right of SphereFace's: its 112x112 crop is the 112x96 one widened by
+#: this many columns on each side, so columns `ARCFACE_SHIFT .. ARCFACE_SHIFT + 96` are the SphereFace crop.
+ARCFACE_SHIFT = 8
+_ARCFACE_POINTS = _SPHEREFACE_POINTS + np.array([float(ARCFACE_SHIFT), 0.0])
 SPHEREFACE_TEMPLATE = _SPHEREFACE_POINTS.astype(np.float32)
-#: The same points shifted right by 8 pixels for a 112 x 112 crop (insightface / ArcFace).
+#: The same points shifted right by `ARCFACE_SHIFT` (8) pixels for a 112 x 112 crop (insightface / ArcFace).
 ARCFACE_TEMPLATE = _ARCFACE_POINTS.astype(np.float32)
 
 #: name -> (points in float64, native size `(height, width)`). The transform is computed from
@@ -88,6 +93,35 @@ def template_for_size(input_size: tuple[int, int]) -> str:
     112x112 gives `"arcface"`, 112x96 and any other size `"sphereface"` (scaled to the size).
     """
     return next((name for name, (_, size) in TEMPLATES.items() if tuple(size) == tuple(input_size)), "sphereface")
+
+
+def arcface_crop_for(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 112x112 ArcFace-aligned crop (insightface's `.bin` and RecordIO sets) as a model of input `size` takes it.
+
+    `(112, 112)`: the crop as it is. `(112, 96)`: its centre columns `ARCFACE_SHIFT .. ARCFACE_SHIFT + 96`,
+    exactly the SphereFace-aligned crop (the two templates differ by that shift alone). No other size is
+    served: resizing would change the face's scale against the template the model was trained on.
+
+    Args:
+        crop: array of shape `(112, 112, channels)`. The ArcFace-aligned crop.
+        size: tuple of 2 ints. The model's input `(height, width)`.
+
+    Returns:
+        Array of shape `(size[0], size[1], channels)` (a view of `crop`).
+
+    Raises:
+        ValueError: `crop` is not 112x112, or `size` is neither 112x112 nor 112x96.
+    """
+    (height, width), native = tuple(int(v) for v in size), TEMPLATES["arcface"][1]
+    if tuple(crop.shape[:2]) != native:
+        raise ValueError(f"Expected a {native[0]}x{native[1]} ArcFace-aligned crop. Received: crop shape={crop.shape}")
+    if (height, width) == native:
+        return crop
+    if (height, width) == TEMPLATES["sphereface"][1]:
+        return crop[:, ARCFACE_SHIFT:ARCFACE_SHIFT + width]
+    raise ValueError(f"A 112x112 ArcFace-aligned crop serves models of input 112x112 (as it is) or 112x96 (its "
+                     f"centre columns, the SphereFace crop); resizing would change the face's scale. "
+                     f"Received: size={(height, width)}")
 
 
 #: Directions of the least-squares fit (see `alignment_transform`).

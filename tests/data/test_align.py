@@ -193,3 +193,20 @@ def test_all_pairs_images_align(lfw_dir, lfw_landmarks):
     assert ((crops == 0).all(axis=-1).mean(axis=(1, 2)) < 0.2).all()
     mean = crops.astype(np.float64).mean(axis=(0, 3))
     assert mean[50:54, 28:33].mean() < mean[70:75, 25:30].mean()
+
+
+def test_the_centre_of_an_arcface_crop_is_the_sphereface_crop(lfw_dir, lfw_landmarks):
+    """A `.bin` set's 112x112 ArcFace crop, its columns 8..104 taken for a 112x96 model, is the SphereFace crop."""
+    for name in sorted(lfw_landmarks)[:5]:
+        image = align.load_image_rgb(lfw_dir / "images" / name)
+        arcface = align.align_face(image, lfw_landmarks[name], "arcface", (112, 112))
+        sphereface = align.align_face(image, lfw_landmarks[name], "sphereface", (112, 96))
+        centre = align.arcface_crop_for(arcface, (112, 96))
+        assert centre.shape == (112, 96, 3)
+        difference = np.abs(centre.astype(int) - sphereface.astype(int))
+        assert difference.max() <= 1, name  # the same warp up to bilinear rounding
+    assert align.arcface_crop_for(arcface, (112, 112)) is arcface
+    with pytest.raises(ValueError, match=r"serves models of input 112x112 .* or 112x96 .* size=\(96, 96\)"):
+        align.arcface_crop_for(arcface, (96, 96))
+    with pytest.raises(ValueError, match="Expected a 112x112 ArcFace-aligned crop"):
+        align.arcface_crop_for(sphereface, (112, 96))
