@@ -146,3 +146,28 @@ def identify(ctx: click.Context, **params) -> None:
 
     kwargs = _common_kwargs(params)
     evaluate_identification(kwargs.pop("model"), kwargs.pop("data_dir"), command=_command_line(ctx), **kwargs)
+
+
+@eval_group.command(name="bin")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@options.model_option()
+@options.weights_option()
+@options.preprocess_option()
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Embedding cache. Default: $KERAS_SPHEREFACE_HOME/cache/embeddings.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@options.no_progress_option()
+@options.out_option("out/eval/bin", "Where <stem>/report.json, roc.png and scores_hist.png go, per file.")
+@click.pass_context
+@options.report_errors
+def bin_sets(ctx: click.Context, files: tuple[str, ...], model: str, weights: str | None, preprocess: str,
+             batch_size: int, cache_dir: str | None, no_cache: bool, no_progress: bool, out_dir: str) -> None:
+    """insightface .bin verification sets (lfw.bin, cfp_fp.bin, agedb_30.bin, ...): insightface's protocol and the
+    SphereFace one, per file. The 112x112 ArcFace crops feed 112x112 models as they are, 112x96 ones their centre."""
+    from keras_sphereface.evaluation import EmbeddingOptions, evaluate_bin_files
+
+    embedding = EmbeddingOptions(preprocess=preprocess, batch_size=batch_size,
+                                 cache_dir=False if no_cache else cache_dir, progress=not no_progress)
+    evaluate_bin_files(files, model, weights=weights, embedding=embedding, out_dir=out_dir,
+                       command=_command_line(ctx))

@@ -15,6 +15,7 @@ _COMMANDS = (
     ("demo", "demo"),
     ("align", "align"),
     ("make_tfrecords", "make_tfrecords"),
+    ("make_bin", "make_bin"),
     ("eval", "eval_group"),
     ("convert", "convert"),
     ("export", "export"),

@@ -6,6 +6,8 @@
   `sphereface`, `summed` and `plain` protocols (`PROTOCOLS`).
 - `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
 - `angular_fisher_score`: the SphereFace paper's AFS.
+- `evaluate_bin_files` (`ksf eval bin`): insightface `.bin` sets under insightface's protocol
+  (`verify_insightface`) and the SphereFace one; `make_bin` (`ksf make-bin`) writes such a set.
 - `evaluate_identification` (`ksf eval identify`): 1:N closed-set CMC and open-set DIR@FAR
   (`identify_embeddings`, `lfw_identification_split`, `cmc_curve` in `identification.py`).
 - `make_source`: the `FaceSource` of a dataset folder (image folder, alignment mode, landmarks).
@@ -15,6 +17,8 @@ Models are loaded and run by `keras_sphereface.inference` (`load_embedder`, `emb
 """
 
 from keras_sphereface.evaluation.afs import angular_fisher_score_of_folder
+from keras_sphereface.evaluation.bin_eval import evaluate_bin_files
+from keras_sphereface.evaluation.bin_make import make_bin
 from keras_sphereface.evaluation.fisher import angular_fisher_score
 from keras_sphereface.evaluation.identification import (
     DEFAULT_IDENTIFICATION_FARS,
@@ -26,6 +30,7 @@ from keras_sphereface.evaluation.identification import (
     lfw_identification_split,
 )
 from keras_sphereface.evaluation.identify import evaluate_identification
+from keras_sphereface.evaluation.insightface_protocol import InsightfaceResult, verify_insightface
 from keras_sphereface.evaluation.pairs import PairList, parse_pairs, read_pairs
 from keras_sphereface.evaluation.protocol import (
     PROTOCOLS,
@@ -48,6 +53,7 @@ __all__ = [
     "EmbeddingOptions",
     "IdentificationResult",
     "IdentificationSplit",
+    "InsightfaceResult",
     "PairList",
     "Protocol",
     "RocSummary",
@@ -56,11 +62,13 @@ __all__ = [
     "angular_fisher_score_of_folder",
     "best_threshold",
     "cmc_curve",
+    "evaluate_bin_files",
     "evaluate_identification",
     "evaluate_lfw",
     "evaluate_pairs",
     "identify_embeddings",
     "lfw_identification_split",
+    "make_bin",
     "make_source",
     "parse_pairs",
     "read_pairs",
@@ -69,5 +77,6 @@ __all__ = [
     "tar_at_far",
     "verify_embeddings",
     "verify_features",
+    "verify_insightface",
     "verify_scores",
 ]
