@@ -57,6 +57,8 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               "pairs --data).")
 @click.option("--validate-skip-missing", is_flag=True, default=None, help="Leave out (and list at start) pairs "
               "whose images or landmarks are missing, instead of stopping before step 1.")
+@click.option("--validate-bin", "validate_bin", help="Comma-separated insightface .bin sets (lfw.bin,cfp_fp.bin) "
+              "evaluated during training, one val/<name> figure each (read and checked before step 1).")
 @click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
 @click.option("--seed", type=int, help="Seeds initialization, shuffling and augmentation.")
 @click.option("--deterministic", is_flag=True, default=None, help="Deterministic TensorFlow ops (slower).")

@@ -1,4 +1,4 @@
-"""keras_sphereface.data: 5-point face alignment, TFRecord writing and tf.data input pipelines.
+"""keras_sphereface.data: 5-point face alignment, TFRecord writing, tf.data input pipelines, `.bin` sets.
 
 Alignment (`align`, NumPy + OpenCV only) is imported eagerly; the TensorFlow parts
 (`write_tfrecords`, `tfrecord_dataset`) and the MTCNN detector are imported on first use, so
@@ -22,6 +22,7 @@ from keras_sphereface.data.align import (
     similarity_transform,
 )
 from keras_sphereface.data.align_folder import AlignReport, align_folder
+from keras_sphereface.data.bin_sets import BinError, BinSet, read_bin, write_bin
 from keras_sphereface.data.face_source import FaceSource
 
 _LAZY = {
@@ -42,6 +43,8 @@ __all__ = [
     "ARCFACE_TEMPLATE",
     "SPHEREFACE_TEMPLATE",
     "AlignReport",
+    "BinError",
+    "BinSet",
     "FaceDetector",
     "FaceSource",
     "RecordSource",
@@ -49,8 +52,10 @@ __all__ = [
     "align_folder",
     "get_template",
     "load_image_rgb",
+    "read_bin",
     "read_landmarks",
     "similarity_transform",
     "tfrecord_dataset",
+    "write_bin",
     "write_tfrecords",
 ]

@@ -7,7 +7,8 @@
 - `roc_curve`, `roc_summary`, `tar_at_far`: ROC, AUC, EER, TAR at FAR.
 - `angular_fisher_score`: the SphereFace paper's AFS.
 - `evaluate_bin_files` (`ksf eval bin`): insightface `.bin` sets under insightface's protocol
-  (`verify_insightface`) and the SphereFace one; `make_bin` (`ksf make-bin`) writes such a set.
+  (`verify_insightface`) and the SphereFace one (`evaluate_bin_set`: one set, a loaded embedder);
+  `make_bin` (`ksf make-bin`) writes such a set.
 - `evaluate_identification` (`ksf eval identify`): 1:N closed-set CMC and open-set DIR@FAR
   (`identify_embeddings`, `lfw_identification_split`, `cmc_curve` in `identification.py`).
 - `make_source`: the `FaceSource` of a dataset folder (image folder, alignment mode, landmarks).
@@ -17,7 +18,7 @@ Models are loaded and run by `keras_sphereface.inference` (`load_embedder`, `emb
 """
 
 from keras_sphereface.evaluation.afs import angular_fisher_score_of_folder
-from keras_sphereface.evaluation.bin_eval import evaluate_bin_files
+from keras_sphereface.evaluation.bin_eval import check_bin_model_size, evaluate_bin_files, evaluate_bin_set
 from keras_sphereface.evaluation.bin_make import make_bin
 from keras_sphereface.evaluation.fisher import angular_fisher_score
 from keras_sphereface.evaluation.identification import (
@@ -61,8 +62,10 @@ __all__ = [
     "angular_fisher_score",
     "angular_fisher_score_of_folder",
     "best_threshold",
+    "check_bin_model_size",
     "cmc_curve",
     "evaluate_bin_files",
+    "evaluate_bin_set",
     "evaluate_identification",
     "evaluate_lfw",
     "evaluate_pairs",

@@ -95,11 +95,20 @@ def check_bin_input_size(input_size: Sequence[int], name: str,
     return size
 
 
+def check_bin_model_size(bin_set: BinSet, input_size: Sequence[int], name: str) -> tuple[int, int]:
+    """`check_bin_input_size` with the crop size of the set's first image (decoded to see it).
+
+    Raises:
+        ValueError: an undecodable first image, or crops that cannot serve `input_size`.
+    """
+    first = decode_image_rgb(bin_set.images[0], source=f"{bin_set.path}, image 0").shape[:2]
+    return check_bin_input_size(input_size, name, first)
+
+
 def embed_bin(embedder: inference.Embedder, bin_set: BinSet, embedding: EmbeddingOptions,
               cache=None) -> tuple[np.ndarray, np.ndarray, inference.EmbeddingStats]:
     """Embeddings of a set's images and of their mirrors, `(2 * num_pairs, dim)` each, and the run's stats."""
-    first = decode_image_rgb(bin_set.images[0], source=f"{bin_set.path}, image 0").shape[:2]
-    size = check_bin_input_size(embedder.input_size, embedder.name, first)
+    size = check_bin_model_size(bin_set, embedder.input_size, embedder.name)
     source = BinSource(bin_set.path, size=size, crop_for=embedder.name, images=bin_set.images)
     return inference.embed_images(embedder, [str(i) for i in range(len(bin_set.images))], source, flip=True,
                                   batch_size=embedding.batch_size, cache=cache, progress=embedding.progress)
@@ -127,6 +136,18 @@ def score_bin(embeddings: np.ndarray, flipped: np.ndarray, bin_set: BinSet, num_
                                  fold_assignment=f"{num_folds} contiguous folds in file order (as insightface)")
     report["insightface"] = verify_insightface(embeddings, flipped, bin_set.same, num_folds).to_dict()
     return report, result, summary
+
+
+def evaluate_bin_set(bin_set: BinSet, embedder: inference.Embedder, embedding: EmbeddingOptions, cache=None,
+                     fars: Sequence[float] = DEFAULT_FARS) -> tuple[dict, VerificationResult, RocSummary,
+                                                                    inference.EmbeddingStats]:
+    """One `.bin` set through a loaded embedder: `embed_bin`, then `score_bin`.
+
+    Returns:
+        `(report, result, summary, stats)`: as `score_bin`, and the embedding run's `EmbeddingStats`.
+    """
+    embeddings, flipped, stats = embed_bin(embedder, bin_set, embedding, cache)
+    return (*score_bin(embeddings, flipped, bin_set, fars=fars), stats)
 
 
 def _write_outputs(report: dict, result, summary, out: Path) -> None:
@@ -209,8 +230,7 @@ def evaluate_bin_files(
     reports = {}
     for bin_set in sets:
         started = time.perf_counter()
-        embeddings, flipped, stats = embed_bin(embedder, bin_set, opts, cache)
-        report, result, summary = score_bin(embeddings, flipped, bin_set, fars=fars)
+        report, result, summary, stats = evaluate_bin_set(bin_set, embedder, opts, cache, fars)
         report.update(model=model_label(model, embedder), weights=None if weights is None else os.fspath(weights),
                       model_fingerprint=embedder.fingerprint, preprocess=embedder.preprocess,
                       crops=f"112x112 ArcFace-aligned, given to the model as {embedder.input_size[0]}x"

@@ -28,13 +28,14 @@ from keras_sphereface.training.inputs import RecordsError, RecordsInfo, read_rec
 from keras_sphereface.training.loop import NonFiniteLossError, TrainResult, train
 from keras_sphereface.training.recipe_files import RECIPE_NAMES, config_to_toml, load_recipe, recipe_path
 from keras_sphereface.training.schedule import learning_rate_at
-from keras_sphereface.training.validation import PairListError, check_pair_list
+from keras_sphereface.training.validation import BinSetError, PairListError, check_bin_files, check_pair_list
 
 __all__ = [
     "HEAD_NAMES",
     "PRECISIONS",
     "RECIPE_NAMES",
     "STRATEGIES",
+    "BinSetError",
     "NonFiniteLossError",
     "PairListError",
     "RecordsError",
@@ -42,6 +43,7 @@ __all__ = [
     "TrainCallback",
     "TrainConfig",
     "TrainResult",
+    "check_bin_files",
     "check_pair_list",
     "config_to_toml",
     "latest_complete_checkpoint",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import PurePath
 from typing import Any
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -118,6 +119,10 @@ class TrainConfig:
         validate_pairs: str or None. Pair list (`ksf eval pairs` format) checked at start
             and evaluated every `validate_every` steps and at the end.
         validate_data: str or None. Dataset folder for the pairs (as `ksf eval pairs --data`).
+        validate_bin: list of str. insightface `.bin` verification sets (`lfw.bin`, `cfp_fp.bin`, ...),
+            each read and checked at start (before anything is written) and evaluated every
+            `validate_every` steps and at the end under the SphereFace protocol, beside
+            `validate_pairs`: one `val/<stem>` figure each. Stems must differ.
         validate_every: int. Steps between validations.
         validate_skip_missing: bool. Pairs whose images or landmarks are missing are listed at
             start and left out (False: they stop the run before step 1).
@@ -176,6 +181,7 @@ class TrainConfig:
     time_limit_minutes: float | None = None
     validate_pairs: str | None = None
     validate_data: str | None = None
+    validate_bin: list[str] = dataclasses.field(default_factory=list)
     validate_every: int = 1000
     validate_skip_missing: bool = False
     tag: str | None = None
@@ -231,6 +237,7 @@ class TrainConfig:
         if (self.validate_pairs is None) != (self.validate_data is None):
             raise ValueError(f"`validate_pairs` and `validate_data` go together. Received: validate_pairs="
                              f"{self.validate_pairs!r}, validate_data={self.validate_data!r}")
+        _check_validate_bin(self)
         if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
             raise ValueError(f"`time_limit_minutes` must be > 0. Received: "
                              f"time_limit_minutes={self.time_limit_minutes!r}")
@@ -283,6 +290,20 @@ def _check_warmup_and_guard(config: TrainConfig) -> None:
     if not _is_number(config.convergence_tolerance) or not 0 < config.convergence_tolerance < 1:
         raise ValueError(f"`convergence_tolerance` must be a number in (0, 1). Received: "
                          f"convergence_tolerance={config.convergence_tolerance!r}")
+
+
+def _check_validate_bin(config: TrainConfig) -> None:
+    """`validate_bin`: a list of `.bin` paths (a comma-separated string is split), with distinct stems."""
+    paths = config.validate_bin
+    if isinstance(paths, str):
+        paths = config.validate_bin = [p.strip() for p in paths.split(",") if p.strip()]
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError(f"`validate_bin` must be a list of .bin file paths. Received: validate_bin={paths!r}")
+    config.validate_bin = list(paths)
+    stems = [PurePath(p).stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"Each `validate_bin` file needs its own name (its figure is val/<name>). "
+                         f"Received: validate_bin={paths!r}")
 
 
 def _choice(name: str, value, choices) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -34,7 +35,7 @@ def _is_figure(value) -> bool:
 
 
 def figures_text(row: dict) -> str:
-    """One console line of a row's figures: `epoch 0.12  loss 2.3026  accuracy 0.125  ...`."""
+    """One console line of a row's figures: `epoch 0.12  loss 2.3026  accuracy 0.125  ...  val/lfw 91.20%`."""
     parts = [f"epoch {row['epoch']:.2f}"]
     for key, fmt in (("loss", "{:.4f}"), ("accuracy", "{:.3f}"), ("lambda", "{:.3g}"), ("lr", "{:.3g}"),
                      ("images_per_s", "{:.0f} img/s"), ("val_accuracy", "val {:.2%}")):
@@ -42,6 +43,7 @@ def figures_text(row: dict) -> str:
         if _is_figure(value):
             label = "" if key in ("images_per_s", "val_accuracy") else key
             parts.append(f"{label} {fmt.format(value)}".strip())
+    parts += [f"{key} {value:.2%}" for key, value in row.items() if key.startswith("val/") and _is_figure(value)]
     return "  ".join(parts)
 
 
@@ -54,10 +56,16 @@ class TrainLogger:
         start_step: int. The step the run starts from; `metrics.csv` rows after it are dropped
             (they belong to work the restored checkpoint does not hold).
         show_bar: bool. A `rich` progress bar instead of one printed line per row.
+        extra_fields: sequence of str. More figures, as columns after `val_accuracy` and as scalars
+            (the `val/<name>` of each `.bin` validation set).
     """
 
-    def __init__(self, out: Path | None, total_steps: int, start_step: int, show_bar: bool):
+    def __init__(self, out: Path | None, total_steps: int, start_step: int, show_bar: bool,
+                 extra_fields: Sequence[str] = ()):
         self.out = out
+        at = METRIC_FIELDS.index("val_accuracy") + 1
+        self.fields = (*METRIC_FIELDS[:at], *extra_fields, *METRIC_FIELDS[at:])
+        self.scalars = (*_SCALARS, *extra_fields)
         self.writer = tf.summary.create_file_writer(str(out / LOG_DIR)) if out is not None else None
         self.csv_path = out / METRICS_CSV if out is not None else None
         if self.csv_path is not None:
@@ -78,26 +86,26 @@ class TrainLogger:
             with open(self.csv_path, newline="", encoding="utf-8") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start_step]
         with atomic_write(self.csv_path) as handle:
-            writer = csv.DictWriter(handle, METRIC_FIELDS)
+            writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")  # columns of this run
             writer.writeheader()
             writer.writerows(rows)
 
     def log(self, row: dict, echo: bool = True) -> None:
-        """Writes one row (`METRIC_FIELDS`; missing figures are left empty).
+        """Writes one row (`METRIC_FIELDS` and the extra fields; missing figures are left empty).
 
         Args:
-            row: dict. `step` and `epoch`, and any of the other `METRIC_FIELDS`.
+            row: dict. `step` and `epoch`, and any of the other fields.
             echo: bool. Also show it on the console (bar or printed line).
         """
         if self.writer is not None:
             with self.writer.as_default(step=int(row["step"])):
-                for key in _SCALARS:
+                for key in self.scalars:
                     if _is_figure(row.get(key)):
                         write_scalar(key, float(row[key]))
             self.writer.flush()
         if self.csv_path is not None:
             with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
-                csv.DictWriter(handle, METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+                csv.DictWriter(handle, self.fields).writerow({k: row.get(k, "") for k in self.fields})
         if not echo:
             return
         text = figures_text(row)

@@ -3,7 +3,7 @@
 Each global step: the learning rate of the schedule, one step (`step.make_train_step`) on this
 worker's batches (`inputs.EpochInput`), the non-finite check, then the named hooks in order: log
 (`logs.TrainLogger`, every `log_every`), checkpoint (`checkpoints.CheckpointSaver`, every
-`checkpoint_every`), validate (the pair list, every `validate_every`, chief only), stop (a signal
+`checkpoint_every`), validate (pair list, `.bin` sets, every `validate_every`, chief), stop (a signal
 or the time limit). `callbacks.TrainCallback` objects passed to `train` see the same hooks. What
 a checkpoint holds and how a run resumes: `checkpoints` and `state`.
 """
@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sphereface.models.zoo import ModelSpec, get_model_spec
-from keras_sphereface.training import validation
+from keras_sphereface.training import inputs, validation
 from keras_sphereface.training.backbone import export_backbone
 from keras_sphereface.training.callbacks import CallbackList, TrainCallback
 from keras_sphereface.training.checkpoints import CHECKPOINT_DIR
@@ -76,7 +76,7 @@ class TrainResult:
         loss: float. Mean training loss of the last logged interval (NaN when none).
         accuracy: float. Training accuracy of the last logged interval (margin logits).
         current_lambda: float or None. The A-Softmax lambda of the last step (None for other heads).
-        val_accuracy: float or None. The last validation accuracy.
+        val_accuracy: float or None. The last validation accuracy (the pair list's, else the first `.bin` set's).
         resumed_from: int or None. Step of the checkpoint the run resumed from.
         stopped: str. `"completed"`, `"time limit"`, `"SIGTERM"` or `"SIGINT"`.
         skipped_steps: list of int. Steps whose update was skipped (`on_nan="skip"`).
@@ -120,6 +120,7 @@ class _Run:
     out: Path
     work_dir: Path
     steps_per_epoch: int | None
+    bin_sets: list = dataclasses.field(default_factory=list)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def epoch_of(self, step: int) -> float:
@@ -164,10 +165,8 @@ def _time_is_up(run: _Run) -> bool:
     return limit is not None and time.perf_counter() - run.started >= 60.0 * limit
 
 
-def _validate(run: _Run, model: keras.Model) -> float:
-    config = run.config
-    return validation.validate(model, config.validate_pairs, config.validate_data, preprocess=run.spec.preprocessing,
-                               skip_missing=config.validate_skip_missing)
+def _validate(run: _Run, model: keras.Model) -> dict:
+    return validation.validation_figures(model, run.config, run.bin_sets, preprocess=run.spec.preprocessing)
 
 
 def _resume_message(run: _Run, state: RunState) -> str:
@@ -241,10 +240,11 @@ def _drive(run: _Run, state: RunState, logger: TrainLogger, callbacks: TrainCall
             paused = time.perf_counter()
             if step % config.checkpoint_every == 0 and step < config.steps:  # hook: checkpoint
                 callbacks.on_checkpoint(step, state.saver.save())
-            if config.validate_pairs and chief and step % config.validate_every == 0 and step < config.steps:
-                val_accuracy = _validate(run, export_backbone(config, state.backbone))  # hook: validate
-                logger.log({"step": step, "epoch": run.epoch_of(step), "val_accuracy": val_accuracy,
-                            "wall_s": run.wall_s()})
+            validating = config.validate_pairs or run.bin_sets
+            if validating and chief and step % config.validate_every == 0 and step < config.steps:
+                figures = _validate(run, export_backbone(config, state.backbone))  # hook: validate
+                val_accuracy = validation.headline(figures)
+                logger.log({"step": step, "epoch": run.epoch_of(step), **figures, "wall_s": run.wall_s()})
                 callbacks.on_validate(step, val_accuracy)
             interval.pause(time.perf_counter() - paused)
             if signals.received:  # hook: stop
@@ -276,10 +276,10 @@ def _finish(run: _Run, state: RunState, logger: TrainLogger, callbacks: TrainCal
     if not chief:
         return result
     result.final_keras, result.final_weights = save_final_model(result.model, out, step, result.checkpoint)
-    if config.validate_pairs:
-        result.val_accuracy = _validate(run, result.model)
-        logger.log({"step": step, "epoch": run.epoch_of(step), "val_accuracy": result.val_accuracy,
-                    "wall_s": run.wall_s()}, echo=False)
+    if config.validate_pairs or run.bin_sets:
+        figures = _validate(run, result.model)
+        result.val_accuracy = validation.headline(figures)
+        logger.log({"step": step, "epoch": run.epoch_of(step), **figures, "wall_s": run.wall_s()}, echo=False)
         callbacks.on_validate(step, result.val_accuracy)
     if config.tag:
         result.tag_file = register_run(config, run.spec, out, result.val_accuracy)
@@ -322,8 +322,9 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
         TrainResult.
 
     Raises:
-        ValueError: a bad option, or unusable records (`RecordsError`) or validation pair list
-            (`validation.PairListError`), all reported before the first step.
+        ValueError: a bad option, or unusable records (`RecordsError`), validation pair list
+            (`validation.PairListError`) or `.bin` set (`validation.BinSetError`), all reported before the
+            first step and before anything is written.
         NonFiniteLossError: the loss went non-finite with `on_nan="stop"`.
         keras_sphereface.utils.disk.WriteError: the disk is full or the folder read-only while writing
             a checkpoint or the final model; names the folder or file, and the newest complete
@@ -338,6 +339,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
     if config.validate_pairs is not None:
         _, pair_problems = validation.check_pair_list(config.validate_pairs, config.validate_data,
                                                       skip_missing=config.validate_skip_missing)
+    bin_sets = validation.check_bin_files(config.validate_bin, inputs.input_size(config, spec))
     placement = make_placement(config.strategy)
     if config.batch_size % placement.num_replicas:
         raise ValueError(f"batch_size must be a multiple of the {placement.num_replicas} replicas. "
@@ -348,7 +350,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
 
     chief = placement.is_chief
     work_dir = out if chief else Path(tempfile.mkdtemp(prefix=f"ksf-worker{placement.worker_index}-"))
-    run = _Run(config, spec, records, placement, out, work_dir, steps_per_epoch)
+    run = _Run(config, spec, records, placement, out, work_dir, steps_per_epoch, bin_sets)
     hooks = CallbackList(callbacks)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -360,7 +362,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
         state = build_state(config, spec, records, placement, seed, out / CHECKPOINT_DIR, work_dir / CHECKPOINT_DIR,
                             on_pass_start=hooks.on_pass_start)
         logger = TrainLogger(work_dir if chief else None, config.steps, int(state.global_step.numpy()),
-                             show_bar=chief and config.progress and sys.stderr.isatty())
+                             show_bar=chief and config.progress and sys.stderr.isatty(),
+                             extra_fields=[validation.bin_figure(p) for p in config.validate_bin])
         if chief:
             write_config(config, out)
         if pair_problems and chief:
