@@ -12,7 +12,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from keras_sphereface.data.images import decode_image_rgb
-from keras_sphereface.data.recordio import RecordIOError, RecordIOReader, unpack_image_record
+from keras_sphereface.data.recordio import RecordIOError, RecordIOReader, read_index, unpack_image_record
 from keras_sphereface.data.recordio_set import open_recordio_set, read_property, read_set_image
 from keras_sphereface.data.records import write_tfrecords
 from keras_sphereface.utils.atomic import sha256_file
@@ -191,3 +191,22 @@ def test_label_mismatches_are_refused(tmp_path, classes):
     write_records(tmp_path / "e", [(0, image_record(5, classes[0][1]))], "3,112,96")
     with pytest.raises(RecordIOError, match=r"key 0: class 5 is not below num_classes=3 of .*property"):
         open_recordio_set(tmp_path / "e")
+
+
+@pytest.mark.parametrize("text, expected", [
+    (b"0\t0\n1\t40\n", [[0, 0], [1, 40]]),
+    (b"0\t0\r\n1 40", [[0, 0], [1, 40]]),  # CRLF, a space, no final newline
+    (b"0\t0\n\n1\t40\n\n", [[0, 0], [1, 40]]),  # blank lines (the careful parse)
+    (b"5\n1\t2\t3\n", "line 1"),  # as many fields as two per line, but not two in each line
+    (b"0\t0\n1\t-4\n", "line 2"),
+    (b"0\t0\n1.5\t8\n", "line 2"),
+])
+def test_index_fast_and_careful_parses_agree(tmp_path, text, expected):
+    path = tmp_path / "train.idx"
+    path.write_bytes(text)
+    if isinstance(expected, str):
+        with pytest.raises(RecordIOError, match=expected):
+            read_index(path)
+    else:
+        keys, offsets = read_index(path)
+        assert np.stack([keys, offsets], axis=1).tolist() == expected

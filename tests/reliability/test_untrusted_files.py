@@ -4,6 +4,8 @@
 - `.npz` files are read without pickle (`read_npz`; elsewhere `np.load(..., allow_pickle=False)`):
   an object array is refused and its payload never runs.
 - Length fields and shapes that claim more than the file holds are refused before any allocation.
+- Nothing imports pickle but `data/bin_sets.py`, whose unpickler admits only NumPy's array globals
+  (its own tests: `tests/data/test_bin_sets.py`).
 """
 
 from __future__ import annotations
@@ -49,8 +51,14 @@ def test_every_np_load_refuses_pickles_and_every_load_model_keeps_safe_mode():
     model_loads = list(_calls("load_model"))
     assert model_loads, "expected keras.saving.load_model calls in inference/ and export/"
     assert all(_keyword(call, "safe_mode") in ("default", True) for _, call in model_loads)
+    # The one module that imports pickle: `.bin` sets, read by a restricted Unpickler (never pickle.load/loads).
+    restricted = PACKAGE / "data" / "bin_sets.py"
     for banned in ("pickle", "marshal", "dill", "torch.load"):
-        assert not [p for p in PACKAGE.rglob("*.py") if f"import {banned}" in p.read_text(encoding="utf-8")]
+        assert not [p for p in PACKAGE.rglob("*.py")
+                    if f"import {banned}" in p.read_text(encoding="utf-8") and p != restricted]
+    unrestricted = [(path, call.lineno) for name in ("load", "loads") for path, call in _calls(name)
+                    if getattr(call.func.value, "id", "") == "pickle"]
+    assert not unrestricted and "class _RestrictedUnpickler(pickle.Unpickler)" in restricted.read_text(encoding="utf-8")
 
 
 class _Payload:
