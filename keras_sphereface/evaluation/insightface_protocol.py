@@ -11,10 +11,10 @@ As insightface's `verification.py` (arcface_mxnet and arcface_torch) evaluates `
 4. per held-out fold, the threshold of best accuracy on the other folds (the first on the grid
    when several tie) is applied to it; the figure is the mean and the population standard
    deviation of the fold accuracies;
-5. VAL@FAR: per fold, the threshold at which the other folds' false accept rate reaches the target
-   (linear interpolation of the threshold against the FAR over the grid; 0 when no threshold
-   reaches it), and the validation rate (true accept rate) and FAR it gives on the held-out fold;
-   mean and population standard deviation of the rates.
+5. VAL@FAR: on a finer grid `0, 0.001, ..., 3.999`, per fold, the threshold at which the other
+   folds' false accept rate reaches the target (linear interpolation of the threshold against the
+   FAR over the grid; 0 when no threshold reaches it), and the validation rate (true accept rate)
+   and FAR it gives on the held-out fold; mean and population standard deviation of the rates.
 
 insightface interpolates with `scipy.interpolate.interp1d(far, thresholds, kind="slinear")`; here
 `numpy.interp` over the distinct FAR values (each at the first grid threshold that reaches it)
@@ -29,8 +29,10 @@ import numpy as np
 
 from keras_sphereface.utils.vectors import l2_normalize_rows
 
-#: insightface's threshold grid on squared distances: `0, 0.01, ..., 3.99`.
+#: insightface's threshold grid on squared distances for the accuracy: `0, 0.01, ..., 3.99`.
 THRESHOLDS = np.arange(0.0, 4.0, 0.01)
+#: Its finer grid for VAL@FAR: `0, 0.001, ..., 3.999`.
+VAL_THRESHOLDS = np.arange(0.0, 4.0, 0.001)
 NUM_FOLDS = 10
 #: The false accept rate insightface reports the validation rate at.
 FAR_TARGET = 1e-3
@@ -142,10 +144,11 @@ def verify_insightface(
     accuracies, thresholds, vals, fars = [], [], [], []
     for fold in range(num_folds):
         test = folds == fold
-        train_accuracy, _, train_far = _rates(distances[~test], same[~test], THRESHOLDS)
+        train_accuracy, _, _ = _rates(distances[~test], same[~test], THRESHOLDS)
         best = float(THRESHOLDS[int(np.argmax(train_accuracy))])
         accuracy, _, _ = _rates(distances[test], same[test], np.array([best]))
-        at_far = _threshold_at_far(train_far, THRESHOLDS, far_target)
+        _, _, train_far = _rates(distances[~test], same[~test], VAL_THRESHOLDS)
+        at_far = _threshold_at_far(train_far, VAL_THRESHOLDS, far_target)
         _, tar, far = _rates(distances[test], same[test], np.array([at_far]))
         accuracies.append(float(accuracy[0]))
         thresholds.append(best)

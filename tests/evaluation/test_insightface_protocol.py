@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_sphereface.evaluation.insightface_protocol import THRESHOLDS, contiguous_folds, verify_insightface
+from keras_sphereface.evaluation.insightface_protocol import (
+    THRESHOLDS,
+    VAL_THRESHOLDS,
+    contiguous_folds,
+    verify_insightface,
+)
 
 
 def test_contiguous_folds_are_kfold_without_shuffling():
@@ -35,16 +40,16 @@ def _reference(embeddings, flipped, same, far_target):
 
         train = [rates(t, ~test)[0] for t in THRESHOLDS]
         accuracies.append(rates(THRESHOLDS[int(np.argmax(train))], test)[0])
-        far_train = np.array([rates(t, ~test)[2] for t in THRESHOLDS])
+        far_train = np.array([rates(t, ~test)[2] for t in VAL_THRESHOLDS])
         threshold = 0.0
         if far_train.max() >= far_target:
             below = np.flatnonzero(far_train <= far_target)[-1]
             above = np.flatnonzero(far_train >= far_target)[0]
             if far_train[above] == far_train[below]:
-                threshold = THRESHOLDS[above]
+                threshold = VAL_THRESHOLDS[above]
             else:  # first thresholds of the two distinct FARs around the target, linearly
-                lo = THRESHOLDS[np.flatnonzero(far_train == far_train[below])[0]]
-                hi = THRESHOLDS[above]
+                lo = VAL_THRESHOLDS[np.flatnonzero(far_train == far_train[below])[0]]
+                hi = VAL_THRESHOLDS[above]
                 threshold = lo + (hi - lo) * (far_target - far_train[below]) / (far_train[above] - far_train[below])
         vals.append(rates(threshold, test)[1])
     return np.array(accuracies), np.array(vals)
