@@ -1,8 +1,8 @@
 """A test-only writer of insightface RecordIO training folders, independent of `keras_sphereface.data.recordio`.
 
 Written from the format description (dmlc-core RecordIO framing, MXNet's image record header), with
-`struct` alone, so the reader is tested against files it did not make. `bench/recordio.py` uses it
-too, to build its synthetic set from real LFW crops.
+`struct` alone, so the reader is tested against files it did not make. (`bench/recordio.py` has a
+faster writer of its own for its 20,000-record set.)
 """
 
 from __future__ import annotations
