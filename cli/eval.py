@@ -118,7 +118,8 @@ def pairs(ctx: click.Context, pairs_file: str, **params) -> None:
               help="Only identities with at least this many images count.")
 @click.option("--records", default="*.tfrecord", show_default=True,
               help="TFRecord files in --data to use instead of a folder tree, when there are any.")
-@click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
+@click.option("--flip", type=options.LibraryChoice("keras_sphereface.evaluation.protocol", "FLIP_MODES"),
+              default="none", show_default=True,
               help="Combine each embedding with its mirror's.")
 @options.out_option("out/eval/afs", "Where afs.json goes.")
 @click.pass_context
@@ -134,7 +135,8 @@ def afs(ctx: click.Context, **params) -> None:
 
 @eval_group.command()
 @_model_options
-@click.option("--flip", type=click.Choice(["none", "concat", "sum"]), default="none", show_default=True,
+@click.option("--flip", type=options.LibraryChoice("keras_sphereface.evaluation.protocol", "FLIP_MODES"),
+              default="none", show_default=True,
               help="Combine each embedding with its mirror's (none: one embedding per image, as a gallery holds).")
 @options.out_option("out/eval/identify", "Where report.json and cmc.png go.")
 @click.pass_context

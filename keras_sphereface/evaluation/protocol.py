@@ -30,6 +30,9 @@ import numpy as np
 
 from keras_sphereface.utils.vectors import l2_normalize_rows
 
+#: How an embedding is combined with its mirror's (`combine_flip`).
+FLIP_MODES = ("none", "concat", "sum")
+
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
@@ -117,7 +120,7 @@ def combine_flip(features: np.ndarray, flipped: np.ndarray | None, flip: str) ->
         return np.concatenate([features, flipped], axis=1)
     if flip == "sum":
         return features + flipped
-    raise ValueError(f"flip must be 'concat', 'sum' or 'none'. Received: flip={flip!r}")
+    raise ValueError(f"flip must be one of {list(FLIP_MODES)}. Received: flip={flip!r}")
 
 
 def threshold_grid(steps: int = 10000) -> np.ndarray:
