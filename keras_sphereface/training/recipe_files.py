@@ -63,6 +63,10 @@ def _read_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         return values
     base_path = recipe_path(base) if not (path.parent / base).is_file() else path.parent / base
     merged = _read_chain(base_path, (*seen, path.resolve()))
+    # The run's length is one choice: a recipe that states `steps` replaces its base's `epochs`, and back.
+    for length, other in (("steps", "epochs"), ("epochs", "steps")):
+        if length in values and other not in values:
+            merged.pop(other, None)
     merged.update(values)
     return merged
 

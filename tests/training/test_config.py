@@ -157,3 +157,12 @@ def test_training_imports_only_public_evaluation_and_no_cli():
                 if name.startswith("keras_sphereface.evaluation.") or name.split(".")[0] in ("ksf", "cli"):
                     offenders.append(f"{path.name}: {name}")
     assert not offenders
+
+
+def test_a_recipe_stating_steps_replaces_its_bases_epochs(tmp_path):
+    (tmp_path / "by_steps.toml").write_text('base = "lfw-devtrain_sphere4_asoftmax"\nsteps = 300\n', encoding="utf-8")
+    config = load_recipe(tmp_path / "by_steps.toml")
+    assert (config.steps, config.epochs) == (300, None)
+    (tmp_path / "by_epochs.toml").write_text(f'base = "{tmp_path / "by_steps.toml"}"\nepochs = 2\n', encoding="utf-8")
+    config = load_recipe(tmp_path / "by_epochs.toml")
+    assert (config.steps, config.epochs) == (None, 2)
