@@ -35,6 +35,9 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 @click.option("--warmup-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
               help="Warm-up over this fraction of the run when --warmup-steps is 0.")
 @click.option("--clip-norm", type=float, help="Clip the global gradient norm to this ('inf': no clipping).")
+@click.option("--sample-rate", type=click.FloatRange(min=0, max=1, min_open=True), help="Partial FC: each "
+              "step's logits cover the batch's classes plus sampled others, this fraction of all classes "
+              "[default: 1.0, the full head].")
 @click.option("--convergence-check-after", type=click.IntRange(min=0), help="From this step on, warn (console and "
               "metrics.csv) while the loss stays near ln(classes) or the accuracy is 0 (0: no check).")
 @click.option("--head-option", "head_option", multiple=True, metavar="KEY=VALUE",

@@ -149,6 +149,9 @@ class MarginHead(keras.layers.Layer):
             weights. Caffe's SphereFace used Xavier, which is Keras' `"glorot_uniform"`.
         kernel_regularizer: str, `keras.regularizers.Regularizer` or None. Regularizer for the
             class weights.
+        classes_first: bool. Keep `kernel` as `(units, embedding_dim)` rows (one class centre per
+            row, insightface's layout) instead of `(embedding_dim, units)`. Partial FC trains the
+            rows in place (a row gather and scatter per step); the logits are the same.
         **kwargs: base `keras.layers.Layer` arguments. A mixed-precision `dtype` is
             replaced by `"float32"`: heads always compute in float32.
     """
@@ -158,6 +161,7 @@ class MarginHead(keras.layers.Layer):
         units: int,
         kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
         kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
+        classes_first: bool = False,
         **kwargs: Any,
     ):
         dtype = kwargs.pop("dtype", None)
@@ -170,6 +174,7 @@ class MarginHead(keras.layers.Layer):
         self.units = int(units)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.classes_first = bool(classes_first)
         self.supports_masking = False
 
     # -- building ---------------------------------------------------------------------------
@@ -181,7 +186,7 @@ class MarginHead(keras.layers.Layer):
         return tuple(input_shape), None
 
     def build(self, input_shape: tuple | list[tuple]) -> None:
-        """Creates `kernel` `(embedding_dim, units)` from the embeddings' shape.
+        """Creates `kernel` `(embedding_dim, units)` (`classes_first`: `(units, embedding_dim)`) from the embeddings.
 
         Args:
             input_shape: tuple, or a list of the embeddings' and labels' shapes. The embeddings
@@ -196,7 +201,7 @@ class MarginHead(keras.layers.Layer):
         self.embedding_dim = int(embedding_shape[-1])
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(self.embedding_dim, self.units),
+            shape=(self.units, self.embedding_dim) if self.classes_first else (self.embedding_dim, self.units),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             dtype="float32" if self.compute_dtype != "float64" else "float64",
@@ -234,7 +239,7 @@ class MarginHead(keras.layers.Layer):
         if self.built and embeddings.shape[-1] not in (None, self.embedding_dim):
             raise ValueError(
                 f"`embeddings` must have embedding_dim={self.embedding_dim} (the kernel is "
-                f"({self.embedding_dim}, {self.units})). Received: embeddings shape="
+                f"{tuple(self.kernel.shape)}). Received: embeddings shape="
                 f"{tuple(embeddings.shape)}"
             )
         if labels is None:
@@ -274,6 +279,8 @@ class MarginHead(keras.layers.Layer):
         embeddings, labels = self._unpack(inputs)
         embeddings = ops.cast(embeddings, self.compute_dtype)
         kernel = ops.cast(self.kernel, self.compute_dtype)
+        if self.classes_first:
+            kernel = ops.transpose(kernel)
         if not training or labels is None:
             return self.plain_logits(embeddings, kernel)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
@@ -297,6 +304,7 @@ class MarginHead(keras.layers.Layer):
                 "units": self.units,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "classes_first": self.classes_first,
             }
         )
         return config

@@ -82,6 +82,9 @@ class TrainConfig:
             accuracy is 0, is flagged on the console and in `metrics.csv` (`warning`), with the
             remedies for the head; training goes on. 0 disables the check.
         convergence_tolerance: float. Relative distance to ln(classes) that counts as "no progress".
+        sample_rate: float in (0, 1]. Partial FC: each step's logits cover every class of the
+            batch plus uniformly sampled others, `sample_rate * classes` in all (at least one per
+            image); only the sampled centres and their momentum are updated. 1.0: the full head.
         momentum: float. SGD momentum.
         nesterov: bool. Nesterov momentum.
         weight_decay: float. L2 decay coefficient as Caffe and PyTorch define it (the gradient
@@ -160,6 +163,7 @@ class TrainConfig:
     clip_norm: float = 5.0
     convergence_check_after: int = 200
     convergence_tolerance: float = 0.05
+    sample_rate: float = 1.0
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -271,7 +275,7 @@ def _is_number(value) -> bool:
 
 
 def _check_warmup_and_guard(config: TrainConfig) -> None:
-    """The checks of the warm-up, clipping and convergence-check options (each error names the option)."""
+    """The checks of the warm-up, clipping, convergence-check and sample-rate options (each error names the option)."""
     if not isinstance(config.warmup_steps, int) or isinstance(config.warmup_steps, bool) or config.warmup_steps < 0:
         raise ValueError(f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={config.warmup_steps!r}")
     if config.steps is not None and config.warmup_steps >= config.steps:
@@ -287,6 +291,10 @@ def _check_warmup_and_guard(config: TrainConfig) -> None:
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise ValueError(f"`convergence_check_after` must be an integer >= 0 (0: no check). Received: "
                          f"convergence_check_after={after!r}")
+    rate = config.sample_rate
+    if not _is_number(rate) or not 0 < rate <= 1:
+        raise ValueError(f"`sample_rate` must be a number in (0, 1] (1.0: the full head). Received: "
+                         f"sample_rate={rate!r}")
     if not _is_number(config.convergence_tolerance) or not 0 < config.convergence_tolerance < 1:
         raise ValueError(f"`convergence_tolerance` must be a number in (0, 1). Received: "
                          f"convergence_tolerance={config.convergence_tolerance!r}")

@@ -31,6 +31,7 @@ from keras_sphereface.training.checkpoints import CHECKPOINT_DIR
 from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.distribute import Placement, make_placement
 from keras_sphereface.training.guard import ConvergenceCheck
+from keras_sphereface.training.head_memory import check_run_head
 from keras_sphereface.training.heads import current_lambda
 from keras_sphereface.training.inputs import RecordsError, RecordsInfo, check_worker_shards, read_records_info
 from keras_sphereface.training.logs import TrainLogger
@@ -197,7 +198,8 @@ def _rate_message(config: TrainConfig) -> str:
 def _drive(run: _Run, state: RunState, logger: TrainLogger, callbacks: TrainCallback) -> TrainResult:
     """Runs the steps to `config.steps` (or a stop), then saves; returns what happened."""
     config, chief = run.config, run.placement.is_chief
-    train_step = make_train_step(config, state.model, state.optimizer, state.global_step, run.placement)
+    train_step = make_train_step(config, state.model, state.optimizer, state.global_step, run.placement,
+                                 state.centres)
     step = int(state.global_step.numpy())
     interval = _Interval()
     check = ConvergenceCheck(config, run.records.num_classes)
@@ -345,6 +347,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
         raise ValueError(f"batch_size must be a multiple of the {placement.num_replicas} replicas. "
                          f"Received: batch_size={config.batch_size}")
     check_worker_shards(records, placement, config.batch_size)
+    memory = check_run_head(config, spec, records.num_classes, placement.num_replicas)
     config, steps_per_epoch = _resolve_steps(config, records)
     config = dataclasses.replace(config, seed=seed)
 
@@ -377,7 +380,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
                            f"output in {out}{_lambda_start_text(config, state)}")
         if chief:
-            logger.message(_rate_message(config))
+            logger.message(f"{_rate_message(config)}\nMargin head: {memory.describe()}"
+                           f"{f'; Partial FC, sample_rate {config.sample_rate}' if config.sample_rate < 1 else ''}")
         result = _drive(run, state, logger, hooks)
         return _finish(run, state, logger, hooks, result)
     except tf.errors.InvalidArgumentError as error:

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_sphereface.layers.partial_fc import sampled_count
 from keras_sphereface.models import build_training_model
 from keras_sphereface.models.zoo import ModelSpec
 from keras_sphereface.training.backbone import build_backbone
@@ -31,7 +32,8 @@ from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.distribute import Placement
 from keras_sphereface.training.heads import make_head
 from keras_sphereface.training.inputs import EpochInput, RecordsInfo, make_dataset
-from keras_sphereface.training.step import make_optimizer
+from keras_sphereface.training.partial_fc import SampledCentres
+from keras_sphereface.training.step import make_optimizer, optimized_variables
 
 
 @dataclasses.dataclass
@@ -48,6 +50,8 @@ class RunState:
         resumed_from: int or None. The restored step.
         restored_path: str or None. The restored checkpoint.
         input_note: str. Said on resume when this worker starts a new pass instead of its saved position.
+        centres: SampledCentres or None. Partial FC (`sample_rate < 1`): the head's `(classes, dim)`
+            kernel rows, trained by their own sampled SGD update; their momentum is checkpointed.
     """
 
     model: keras.Model
@@ -60,6 +64,7 @@ class RunState:
     resumed_from: int | None
     restored_path: str | None
     input_note: str = ""
+    centres: SampledCentres | None = None
 
 
 def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, placement: Placement, seed: int,
@@ -83,10 +88,15 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     """
     with placement.strategy.scope():
         backbone = build_backbone(config, weights=config.weights)
-        head = make_head(config.head, records.num_classes, config.head_options, config.lambda_start)
+        sampled = config.sample_rate < 1  # Partial FC: the head keeps its centres as rows, trained in place
+        head = make_head(config.head, records.num_classes, {**config.head_options, "classes_first": sampled},
+                         config.lambda_start)
         model = build_training_model(backbone, head, name=f"{spec.name}_{config.head}")
+        centres = None
+        if sampled:
+            centres = SampledCentres(head, sampled_count(head.units, config.sample_rate, config.batch_size), seed)
         optimizer = make_optimizer(config)
-        optimizer.build(model.trainable_variables)
+        optimizer.build(optimized_variables(model, sampled))
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     single_worker = placement.num_workers == 1
     inputs = EpochInput(lambda input_seed: make_dataset(config, spec, records, placement, input_seed), seed,
@@ -111,6 +121,8 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
                               f"for {placement.num_workers} workers, so it starts a new pass over its files")
     inputs.start(start_epoch)
     trackables = {"model": model, "optimizer": optimizer, "global_step": global_step}
+    if centres is not None:
+        trackables["centres_momentum"] = centres.momentum
     if single_worker:
         trackables.update(data_epoch=inputs.epoch, input=inputs.iterator)
     checkpoint = tf.train.Checkpoint(**trackables)
@@ -129,4 +141,5 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     elif placement.is_chief and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not config.resume:
         shutil.rmtree(checkpoint_dir)
     saver = CheckpointSaver(manager, global_step, resumed_from, worker_inputs, placement.is_chief)
-    return RunState(model, backbone, head, optimizer, global_step, inputs, saver, resumed_from, latest, input_note)
+    return RunState(model, backbone, head, optimizer, global_step, inputs, saver, resumed_from, latest, input_note,
+                    centres)

@@ -15,22 +15,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sphereface.layers.partial_fc import sampled_margin_logits
 from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.distribute import Placement
+from keras_sphereface.training.partial_fc import SampledCentres
 
 #: Variables that `weight_decay_on = "kernels"` decays (by their last name component).
 DECAYED_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
-def classify_variables(model: keras.Model, decay_on: str) -> tuple[list, list[bool]]:
-    """The trainable variables that weight decay applies to, and for each trainable one whether it is a bias.
+def optimized_variables(model: keras.Model, sampled: bool = False) -> list:
+    """The variables the optimizer updates: every trainable one, less the head's kernel under Partial FC.
 
     Args:
-        model: keras.Model. The training model.
+        model: keras.Model. The training model (its head is the layer named `"head"`).
+        sampled: bool. Partial FC (`sample_rate < 1`): `SampledCentres` trains the centres instead.
+    """
+    if not sampled:
+        return list(model.trainable_variables)
+    kernel = model.get_layer("head").kernel
+    return [v for v in model.trainable_variables if v is not kernel]
+
+
+def classify_variables(variables: list, decay_on: str) -> tuple[list, list[bool]]:
+    """The variables that weight decay applies to, and for each one whether it is a bias.
+
+    Args:
+        variables: list. The optimized variables (`optimized_variables`).
         decay_on: str. `"kernels"` (the `DECAYED_NAMES`) or `"all"`.
     """
     decayed, bias = [], []
-    for variable in model.trainable_variables:
+    for variable in variables:
         name = variable.name.split("/")[-1].split(":")[0]
         if decay_on == "all" or name in DECAYED_NAMES:
             decayed.append(variable)
@@ -58,7 +73,8 @@ def loss_scale(optimizer: keras.optimizers.Optimizer) -> float | None:
 
 
 def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                    global_step: tf.Variable, placement: Placement) -> Callable:
+                    global_step: tf.Variable, placement: Placement,
+                    centres: SampledCentres | None = None) -> Callable:
     """The global step `(learning_rate, batches) -> (cross_entropy, correct)`.
 
     With a finite `clip_norm` the gradients are scaled by `min(1, clip_norm / |g|)`, `|g|` the
@@ -71,9 +87,13 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         config: TrainConfig. Uses `weight_decay`, `weight_decay_on`, `bias_lr_mult`, `batch_size`,
             `clip_norm`, `jit_compile`.
         model: keras.Model `[images, labels] -> logits`, built under `placement.strategy`.
-        optimizer: the optimizer of `make_optimizer`, built on `model.trainable_variables`.
+        optimizer: the optimizer of `make_optimizer`, built on `optimized_variables(model, centres is not None)`.
         global_step: tf.Variable (int64), advanced by one per call.
         placement: Placement.
+        centres: SampledCentres or None. Partial FC: each step samples its centres (seeded by
+            `global_step`), the logits cover them only, and `centres.apply_sgd` updates the sampled
+            rows (with weight decay, the clipping of the whole gradient, and the skip of a
+            non-finite one) while the optimizer updates the rest. One replica.
 
     Returns:
         A function of a float32 scalar learning rate and a list of one `(images, labels)` batch per
@@ -81,8 +101,10 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         global batch: the mean loss) and the number of correct margin-logit argmaxes.
     """
     strategy = placement.strategy
-    decayed, is_bias = classify_variables(model, config.weight_decay_on)
-    trainable = model.trainable_variables
+    trainable = optimized_variables(model, centres is not None)
+    decayed, is_bias = classify_variables(trainable, config.weight_decay_on)
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model)) if centres else None
+    head = model.get_layer("head") if centres else None
     weight_decay = float(config.weight_decay)
     bias_mult = float(config.bias_lr_mult)
     global_batch = float(config.batch_size)
@@ -97,9 +119,14 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         factor = tf.minimum(1.0, limit / tf.linalg.global_norm(whole))
         return [g * tf.cast(factor, g.dtype) for g in grads]
 
-    def compute_gradients(images, labels):
+    def compute_gradients(images, labels, rows=None, sampled_labels=None):
         with tf.GradientTape() as tape:
-            logits = model([images, labels], training=True)
+            if rows is None:
+                logits = model([images, labels], training=True)
+            else:  # Partial FC: the head's margin over the sampled centres, labels remapped into them
+                tape.watch(rows)
+                logits = sampled_margin_logits(head, backbone(images, training=True), rows, sampled_labels)
+                labels = tf.reshape(sampled_labels, (-1,))
             logits = tf.cast(logits, tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             cross_entropy = tf.reduce_sum(per_example) / global_batch
@@ -111,9 +138,10 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
             if model.losses:
                 loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
             scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, trainable)
+        grads = tape.gradient(scaled, trainable if rows is None else [*trainable, rows])
         if bias_mult != 1.0:
-            grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)]
+            grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias + [False] * (rows is not None),
+                                                                     strict=True)]
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return grads, cross_entropy, correct
 
@@ -123,9 +151,26 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         compute_gradients = tf.function(compute_gradients, jit_compile=True)
 
     def replica_step(batch):
-        grads, cross_entropy, correct = compute_gradients(*batch)
+        images, labels = batch
+        if centres is None:
+            grads, cross_entropy, correct = compute_gradients(images, labels)
+        else:
+            index, sampled_labels = centres.sample(labels, global_step)
+            rows = centres.gather(index)
+            grads, cross_entropy, correct = compute_gradients(images, labels, rows, sampled_labels)
         if math.isfinite(clip_norm):
             grads = clip(grads)
+        if centres is not None:
+            *grads, rows_grad = grads
+            rows_grad = rows_grad / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+
+            def update_rows():
+                centres.apply_sgd(index, rows, rows_grad, tf.cast(optimizer.learning_rate, tf.float32),
+                                  config.momentum, weight_decay, config.nesterov)
+                return tf.constant(True)
+
+            # A non-finite gradient skips the rows' update, as loss scaling skips the optimizer's.
+            tf.cond(tf.reduce_all(tf.math.is_finite(rows_grad)), update_rows, lambda: tf.constant(False))
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return cross_entropy, correct
 

@@ -131,10 +131,12 @@ def test_cli_head_option_and_rate_options_reach_the_config(monkeypatch, tmp_path
     result = CliRunner().invoke(train_command, [
         "--tfrecords", "x-*.tfrecord", "--recipe", "lfw-devtrain_sphere4_arcface", "--steps", "10",
         "--lr-reference-batch", "128", "--warmup-fraction", "0.1", "--clip-norm", "inf",
-        "--head-option", "margin_warmup_steps=50", "--lambda-start", "floor", "--out", str(tmp_path / "run")])
+        "--head-option", "margin_warmup_steps=50", "--lambda-start", "floor", "--sample-rate", "0.3",
+        "--out", str(tmp_path / "run")])
     assert "stop here" in result.output
     config = seen["config"]
     assert config.lr_reference_batch == 128 and config.warmup_fraction == 0.1 and math.isinf(config.clip_norm)
     assert config.head_options == {"s": 64.0, "m": 0.5, "margin_warmup_steps": 50} and config.lambda_start == "floor"
+    assert config.sample_rate == 0.3
     bad = CliRunner().invoke(train_command, ["--tfrecords", "x", "--head-option", "m_schedule=[[0, 1]"])
     assert bad.exit_code == 2 and "--head-option" in bad.output

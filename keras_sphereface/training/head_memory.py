@@ -1,0 +1,138 @@
+"""The memory a margin head holds per replica, printed before step 1, and the refusal of a head that cannot fit.
+
+The figures are float32 bytes, counted from the shapes (they are what the head allocates, not a
+measurement): the class centres, the optimizer's slots, the gradient, and the `(batch, classes)`
+logits with the tensors of their backward pass. `bench/partial_fc.py` measures the peak resident
+memory the same configurations reach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+
+from keras_sphereface.layers.partial_fc import sampled_count
+from keras_sphereface.models.zoo import ModelSpec
+from keras_sphereface.training.config import TrainConfig
+
+FLOAT32_BYTES = 4
+# The (batch, classes) tensors of a step: logits, softmax, their gradient, the margin's scatter copy.
+_LOGIT_COPIES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadMemory:
+    """Bytes a margin head holds on one replica during a training step.
+
+    Attributes:
+        centres: the class centres (the head's kernel).
+        optimizer_slots: SGD momentum of the centres.
+        gradient: the centres' gradient (dense for the full head, with its temporaries; the sampled rows
+            with Partial FC).
+        logits: the `(batch, classes)` (or `(batch, sampled)`) tensors of forward and backward.
+    """
+
+    centres: int
+    optimizer_slots: int
+    gradient: int
+    logits: int
+
+    @property
+    def total(self) -> int:
+        """All four, in bytes."""
+        return self.centres + self.optimizer_slots + self.gradient + self.logits
+
+    def describe(self) -> str:
+        """One line: `head per replica 6.10 GB (centres 4.10 GB, momentum 2.05 GB, gradient ..., logits ...)`."""
+        return (f"head per replica {_gb(self.total)} (centres {_gb(self.centres)}, momentum "
+                f"{_gb(self.optimizer_slots)}, gradient {_gb(self.gradient)}, logits {_gb(self.logits)})")
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
+def head_memory(classes: int, embedding_dim: int, global_batch: int, replicas: int = 1,
+                sample_rate: float = 1.0) -> HeadMemory:
+    """The `HeadMemory` of a head of `classes` centres of `embedding_dim` floats on one of `replicas`.
+
+    Args:
+        classes: int. Number of classes.
+        embedding_dim: int.
+        global_batch: int. Images per step over all replicas.
+        replicas: int. Replicas the centres are sharded over (1: one device holds them all).
+        sample_rate: float in (0, 1]. Partial FC's sample rate (1.0: the full head).
+    """
+    local = math.ceil(classes / replicas)
+    rows = local * embedding_dim * FLOAT32_BYTES
+    if sample_rate >= 1.0:
+        # The kernel's gradient is three (dim, classes) tensors at its peak: the matmul's, the column
+        # norms', their sum (bench/partial_fc.py: 11.3 GB peak at 1M classes against 11.3 counted here).
+        return HeadMemory(centres=rows, optimizer_slots=rows, gradient=3 * rows,
+                          logits=_LOGIT_COPIES * global_batch * local * FLOAT32_BYTES)
+    sampled = sampled_count(local, sample_rate, global_batch)
+    sampled_rows = sampled * embedding_dim * FLOAT32_BYTES
+    # The gathered rows, their gradient and the new momentum rows.
+    return HeadMemory(centres=rows, optimizer_slots=rows, gradient=3 * sampled_rows,
+                      logits=_LOGIT_COPIES * global_batch * sampled * FLOAT32_BYTES)
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory the process can still allocate (`MemAvailable` of `/proc/meminfo`), or None if unknown.
+
+    This is the CPU device's memory; a GPU's own memory is not read (TensorFlow reports only what it
+    has allocated there), so on a GPU the check is against host memory.
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_head_fits(classes: int, embedding_dim: int, global_batch: int, replicas: int, sample_rate: float,
+                    available: int | None) -> HeadMemory:
+    """The head's `HeadMemory`, or a `MemoryError` naming the sample rate that would fit.
+
+    Args:
+        classes, embedding_dim, global_batch, replicas, sample_rate: see `head_memory`.
+        available: int or None. Bytes the device can still give (None: no check).
+
+    Raises:
+        MemoryError: the head needs more than `available`.
+    """
+    memory = head_memory(classes, embedding_dim, global_batch, replicas, sample_rate)
+    if available is None or memory.total <= available:
+        return memory
+    fits = [rate for rate in (0.5, 0.3, 0.2, 0.1, 0.05)
+            if rate < sample_rate and head_memory(classes, embedding_dim, global_batch, replicas, rate).total
+            <= available]
+    remedy = f"--sample-rate {fits[0]}" if fits else "fewer classes or a smaller embedding_dim"
+    raise MemoryError(
+        f"The margin head does not fit: {classes:,} classes x {embedding_dim} at sample_rate={sample_rate} on "
+        f"{replicas} replica(s) needs {memory.describe()}, and the device has {_gb(available)} available. "
+        f"Use {remedy}.")
+
+
+def check_run_head(config: TrainConfig, spec: ModelSpec, num_classes: int, num_replicas: int) -> HeadMemory:
+    """The checks of a run's head before anything is built or written; returns its `HeadMemory`.
+
+    Raises:
+        ValueError: `sample_rate < 1` on several replicas (sharded sampling is not built yet).
+        MemoryError: the head would not fit the memory available (`check_head_fits`).
+    """
+    if config.sample_rate < 1 and num_replicas > 1:
+        raise ValueError(f"sample_rate < 1 (Partial FC) runs on one replica: sharding the sampled centres across "
+                         f"replicas is not built yet. Use --strategy one, or sample_rate 1.0 on {num_replicas} "
+                         f"replicas. Received: sample_rate={config.sample_rate}")
+    embedding_dim = config.embedding_dim or inspect.signature(spec.builder).parameters["embedding_dim"].default
+    return check_head_fits(num_classes, int(embedding_dim), config.batch_size, 1, config.sample_rate,
+                           available_memory())

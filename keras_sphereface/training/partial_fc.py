@@ -1,0 +1,80 @@
+"""Partial FC in TensorFlow: the per-step sample of the class centres, and the sampled rows' SGD update.
+
+A head trained with Partial FC keeps its kernel as `(units, embedding_dim)` rows (`classes_first=True`).
+`SampledCentres` works on those rows in place: a step draws its sample with `sample` (seeded by the
+run's seed and the global step: a resumed run draws the same samples), gathers the rows with
+`gather`, computes the head's logits over them
+(`keras_sphereface.layers.partial_fc.sampled_margin_logits`) and hands the rows' gradient to
+`apply_sgd`, which updates only the sampled rows and their momentum (row scatters: beyond drawing
+the sample, the cost of a step does not grow with the classes).
+
+The momentum of a row that was not sampled is left as it is until the row is sampled again: it is
+neither decayed nor applied, as in insightface's first Partial FC (which kept `weight_mom` beside the
+weights and updated the sampled rows only). insightface's PartialFC_V2 instead lets PyTorch's SGD
+move every row by its momentum each step; that costs a pass over the whole `(units, dim)` matrix per
+step, the very cost sampling removes. Weight decay applies to the sampled rows only, for the same
+reason.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_sphereface.layers.partial_fc import sample_classes
+
+
+class SampledCentres:
+    """The rows of a `classes_first` head's kernel, sampled each step, and their SGD momentum.
+
+    Args:
+        head: MarginHead (built, `classes_first=True`). Its kernel is trained in place.
+        num_sampled: int. Centres per step (`keras_sphereface.layers.partial_fc.sampled_count`).
+        seed: int. The run's seed; step `i` samples with the stateless seed `(seed, i)`.
+
+    Attributes:
+        rows: the head's kernel as a `tf.Variable` `(units, dim)`.
+        momentum: float32 `tf.Variable` `(units, dim)`: the SGD velocity of every row (checkpoint it).
+    """
+
+    def __init__(self, head: keras.layers.Layer, num_sampled: int, seed: int):
+        if not getattr(head, "classes_first", False):
+            raise ValueError(f"Partial FC needs a head built with classes_first=True (its kernel as "
+                             f"(units, dim) rows). Received: head {head.name!r} with kernel shape {head.kernel.shape}")
+        self.units = int(head.units)
+        self.num_sampled = int(num_sampled)
+        self.seed = int(seed)
+        self.rows = head.kernel.value
+        self.momentum = tf.Variable(tf.zeros(self.rows.shape, tf.float32), trainable=False, name="centres_momentum")
+
+    def sample(self, labels: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(index, sampled_labels)` of step `step`: int32 `(num_sampled,)` sorted class ids, int32 `(batch, 1)`."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        scores = tf.random.stateless_uniform([self.units], seed=seed, dtype=tf.float32)
+        return sample_classes(labels, scores, self.num_sampled)
+
+    def gather(self, index: tf.Tensor) -> tf.Tensor:
+        """The sampled centres, `(num_sampled, embedding_dim)` float32 (a copy: differentiate through it)."""
+        return tf.gather(self.rows, index)
+
+    def apply_sgd(self, index: tf.Tensor, rows: tf.Tensor, grads: tf.Tensor, learning_rate: tf.Tensor,
+                  momentum: float, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        """SGD with momentum on the sampled rows only, as `keras.optimizers.SGD` computes it.
+
+        `g = grads + weight_decay * rows`; `v = momentum * v - lr * g`; the rows move by `v`
+        (`momentum * v - lr * g` with Nesterov). The other rows and their momentum are untouched.
+
+        Args:
+            index: int32 `(num_sampled,)` distinct class ids.
+            rows: float32 `(num_sampled, dim)`: the centres of `index` before this update (`gather`).
+            grads: float32 `(num_sampled, dim)`: the loss gradient with respect to `rows`.
+            learning_rate: float32 scalar.
+            momentum, weight_decay: float.
+            nesterov: bool.
+        """
+        if weight_decay:
+            grads = grads + weight_decay * rows
+        velocity = momentum * tf.gather(self.momentum, index) - learning_rate * grads
+        self.momentum.scatter_update(tf.IndexedSlices(velocity, index))
+        step = momentum * velocity - learning_rate * grads if nesterov else velocity
+        self.rows.scatter_add(tf.IndexedSlices(step, index))
