@@ -33,7 +33,7 @@ from keras_sphereface.layers import (
     NormSoftmax,
     SphereFaceR,
 )
-from keras_sphereface.layers.base import NORM_EPSILON, l2_normalize, row_norm
+from keras_sphereface.layers.head_ops import NORM_EPSILON, l2_normalize, row_norm
 from keras_sphereface.layers.margin_functions import caffe_lambda, chebyshev_psi, clamp_cosine
 
 

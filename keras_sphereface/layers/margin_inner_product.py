@@ -9,11 +9,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sphereface.layers.base import (
-    MarginHead,
+from keras_sphereface.layers.base import MarginHead, check_non_negative, check_positive
+from keras_sphereface.layers.head_ops import (
     add_to_label_columns,
-    check_non_negative,
-    check_positive,
     cosine_matmul,
     l2_normalize,
     one_hot_columns,
