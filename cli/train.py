@@ -10,6 +10,7 @@ import click
 # importing TensorFlow when the CLI starts.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+HEAD_SHARDINGS = ("auto", "replicated", "sharded")
 HEAD_NAMES = ("a-softmax", "arcface", "cosface", "combined", "norm-softmax", "sphereface-r")
 # The exit status of a run stopped by a signal (after its checkpoint): 128 + the signal number.
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
@@ -49,6 +50,9 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               help="Comma-separated steps where the piecewise learning rate drops (e.g. 16000,24000).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Compute precision (heads stay float32).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="Distribution strategy.")
+@click.option("--head-sharding", type=click.Choice(HEAD_SHARDINGS), help="The class centres on several replicas: "
+              "split across them (sharded), on every one (replicated), or sharded under Partial FC only (auto) "
+              "[default: auto].")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="Compile forward and backward with XLA [default: the recipe's, off].")
 @click.option("--out", help="Output folder (config.toml, checkpoints, logs, final model).")

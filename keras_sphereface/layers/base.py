@@ -58,6 +58,9 @@ class MarginHead(keras.layers.Layer):
         classes_first: bool. Keep `kernel` as `(units, embedding_dim)` rows (one class centre per
             row, insightface's layout) instead of `(embedding_dim, units)`. Partial FC trains the
             rows in place (a row gather and scatter per step); the logits are the same.
+        external_centres: bool. The head creates no `kernel`: the caller keeps the class centres
+            and passes them to `margin_logits` (a class-sharded head splits them across
+            replicas). Calling the layer itself then raises.
         **kwargs: base `keras.layers.Layer` arguments. A mixed-precision `dtype` is
             replaced by `"float32"`: heads always compute in float32.
     """
@@ -68,6 +71,7 @@ class MarginHead(keras.layers.Layer):
         kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
         kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
         classes_first: bool = False,
+        external_centres: bool = False,
         **kwargs: Any,
     ):
         dtype = kwargs.pop("dtype", None)
@@ -81,6 +85,7 @@ class MarginHead(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.classes_first = bool(classes_first)
+        self.external_centres = bool(external_centres)
         self.supports_masking = False
 
     # -- building ---------------------------------------------------------------------------
@@ -105,6 +110,8 @@ class MarginHead(keras.layers.Layer):
                 f"with a known embedding_dim. Received: embeddings shape={embedding_shape}"
             )
         self.embedding_dim = int(embedding_shape[-1])
+        if self.external_centres:
+            return
         self.kernel = self.add_weight(
             name="kernel",
             shape=(self.units, self.embedding_dim) if self.classes_first else (self.embedding_dim, self.units),
@@ -144,9 +151,8 @@ class MarginHead(keras.layers.Layer):
             )
         if self.built and embeddings.shape[-1] not in (None, self.embedding_dim):
             raise ValueError(
-                f"`embeddings` must have embedding_dim={self.embedding_dim} (the kernel is "
-                f"{tuple(self.kernel.shape)}). Received: embeddings shape="
-                f"{tuple(embeddings.shape)}"
+                f"`embeddings` must have embedding_dim={self.embedding_dim} (the head was built for it). "
+                f"Received: embeddings shape={tuple(embeddings.shape)}"
             )
         if labels is None:
             return
@@ -182,6 +188,9 @@ class MarginHead(keras.layers.Layer):
             inputs: `[embeddings, labels]`, `[embeddings]` or `embeddings`; see the class docstring.
             training: bool or None. The margin applies only when True.
         """
+        if self.external_centres:
+            raise ValueError(f"Head {self.name!r} keeps no class centres (external_centres=True): call "
+                             f"margin_logits(embeddings, centres, labels) with them.")
         embeddings, labels = self._unpack(inputs)
         embeddings = ops.cast(embeddings, self.compute_dtype)
         kernel = ops.cast(self.kernel, self.compute_dtype)
@@ -211,6 +220,7 @@ class MarginHead(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "classes_first": self.classes_first,
+                "external_centres": self.external_centres,
             }
         )
         return config

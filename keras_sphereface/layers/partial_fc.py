@@ -44,24 +44,31 @@ def sampled_count(units: int, sample_rate: float, global_batch: int) -> int:
     return int(min(units, max(math.ceil(sample_rate * units), global_batch)))
 
 
-def sample_classes(labels: Tensor, scores: Tensor, num_sampled: int) -> tuple[Tensor, Tensor]:
+def sample_classes(labels: Tensor, scores: Tensor, num_sampled: int,
+                   present: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The sorted class ids of one step's sample (all positives, then the best-scoring negatives) and remapped labels.
 
     Args:
-        labels: int tensor `(batch_size,)` or `(batch_size, 1)`, values in `[0, units)`.
+        labels: int tensor `(batch_size,)` or `(batch_size, 1)`, values in `[0, units)` where `present`.
         scores: float32 tensor `(units,)`, uniform in [0, 1): the random draw that picks negatives.
-        num_sampled: int, at least the number of distinct labels (see `sampled_count`).
+        num_sampled: int, at least the number of distinct present labels (see `sampled_count`).
+        present: bool tensor `(batch_size,)` or None (all). The labels of this shard's classes; the
+            others are no positives here (their remapped label is meaningless).
 
     Returns:
         `(index, sampled_labels)`: int32 `(num_sampled,)` class ids in increasing order, containing
-        every label; int32 `(batch_size, 1)` positions of each label in `index`.
+        every present label; int32 `(batch_size, 1)` positions of each present label in `index`.
     """
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
-    positives = ops.full((ops.shape(labels)[0],), _POSITIVE_SCORE, dtype=scores.dtype)
-    marked = ops.scatter_update(scores, labels, positives)
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    units = ops.shape(scores)[0]
+    if present is None:
+        present = ops.ones_like(labels, dtype="bool")
+    inside = ops.where(present, labels, 0)
+    hits = ops.scatter(ops.expand_dims(inside, 1), ops.cast(present, "int32"), (units,))  # duplicates add up
+    marked = ops.where(hits > 0, ops.cast(_POSITIVE_SCORE, scores.dtype), scores)
     _, index = ops.top_k(marked, num_sampled, sorted=False)
     index = ops.sort(ops.cast(index, "int32"))
-    sampled_labels = ops.searchsorted(index, ops.reshape(labels, (-1,)), side="left")
+    sampled_labels = ops.searchsorted(index, inside, side="left")
     return index, ops.reshape(ops.cast(sampled_labels, "int32"), (-1, 1))
 
 

@@ -22,7 +22,7 @@ per-worker input positions); `state` (build and restore); `logs` (TensorBoard, C
 
 from keras_sphereface.training.callbacks import TrainCallback
 from keras_sphereface.training.checkpoints import latest_complete_checkpoint
-from keras_sphereface.training.config import PRECISIONS, STRATEGIES, TrainConfig
+from keras_sphereface.training.config import HEAD_SHARDINGS, PRECISIONS, STRATEGIES, TrainConfig
 from keras_sphereface.training.heads import HEAD_NAMES, make_head
 from keras_sphereface.training.inputs import RecordsError, RecordsInfo, read_records_info
 from keras_sphereface.training.loop import NonFiniteLossError, TrainResult, train
@@ -32,6 +32,7 @@ from keras_sphereface.training.validation import BinSetError, PairListError, che
 
 __all__ = [
     "HEAD_NAMES",
+    "HEAD_SHARDINGS",
     "PRECISIONS",
     "RECIPE_NAMES",
     "STRATEGIES",

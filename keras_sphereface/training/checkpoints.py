@@ -89,14 +89,15 @@ def kept_checkpoint_hint(directory: str, number: int) -> str:
 
 
 class WorkerInputs:
-    """A multi-worker run's input position: each worker's own `tf.data` iterator beside the checkpoints.
+    """A multi-worker run's input position (and a sharded head's centres): each worker's own, beside the checkpoints.
 
     Each worker reads its own files, so its iterator and pass are its own and not in the chief's
     checkpoint. At every checkpoint step each worker writes them to
     `<out>/checkpoints/inputs/workers-<W>/worker-<i>/input-<step>` (on the file system that all
     workers already restore the chief's checkpoints from); a resumed run restores the one of the
     restored step. `W`, the number of workers, is in the path because the files a worker reads
-    depend on it: a run resumed with another cluster size starts fresh passes instead.
+    depend on it: a run resumed with another cluster size starts fresh passes instead. A sharded
+    head's centres of the worker's replicas are written in the same file (`track(extra)`).
 
     Args:
         inputs: EpochInput. This worker's input.
@@ -120,9 +121,14 @@ class WorkerInputs:
         path = self.path(step)
         return path if checkpoint_is_complete(path) else None
 
-    def track(self) -> None:
-        """Starts tracking the current iterator (after `inputs.start`)."""
-        self.checkpoint = tf.train.Checkpoint(data_epoch=self.inputs.epoch, input=self.inputs.iterator)
+    def track(self, extra: dict | None = None) -> None:
+        """Starts tracking the current iterator (after `inputs.start`), and `extra` objects of this worker's own.
+
+        Args:
+            extra: dict or None. Trackables only this worker holds (a sharded head's centres).
+        """
+        self.checkpoint = tf.train.Checkpoint(data_epoch=self.inputs.epoch, input=self.inputs.iterator,
+                                              **(extra or {}))
         self.inputs.checkpoint = self.checkpoint
 
     def restore(self, path: str) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+#: How the margin head's class centres sit on several replicas (`TrainConfig.head_sharding`).
+HEAD_SHARDINGS = ("auto", "replicated", "sharded")
 LR_SCHEDULES = ("piecewise", "polynomial", "constant")
 ON_NAN = ("stop", "skip")
 DECAY_ON = ("kernels", "all")
@@ -85,6 +87,11 @@ class TrainConfig:
         sample_rate: float in (0, 1]. Partial FC: each step's logits cover every class of the
             batch plus uniformly sampled others, `sample_rate * classes` in all (at least one per
             image); only the sampled centres and their momentum are updated. 1.0: the full head.
+        head_sharding: str. The class centres on several replicas: `"sharded"` splits them
+            (each replica holds `classes / replicas` centres; embeddings and labels are
+            all-gathered and the softmax normalizer reduced across replicas), `"replicated"`
+            gives every replica all of them, `"auto"` shards under Partial FC (`sample_rate < 1`)
+            and replicates the full head. One replica holds all centres whatever the choice.
         momentum: float. SGD momentum.
         nesterov: bool. Nesterov momentum.
         weight_decay: float. L2 decay coefficient as Caffe and PyTorch define it (the gradient
@@ -164,6 +171,7 @@ class TrainConfig:
     convergence_check_after: int = 200
     convergence_tolerance: float = 0.05
     sample_rate: float = 1.0
+    head_sharding: str = "auto"
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -207,6 +215,7 @@ class TrainConfig:
         """
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("head_sharding", self.head_sharding, HEAD_SHARDINGS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("on_nan", self.on_nan, ON_NAN)
         _choice("weight_decay_on", self.weight_decay_on, DECAY_ON)
@@ -268,6 +277,12 @@ class TrainConfig:
             given.setdefault("steps", None)
         values = {**dataclasses.asdict(self), **given}
         return TrainConfig(**values)
+
+    def shards_head(self, replicas: int) -> bool:
+        """Whether the head's class centres are split across `replicas` (see `head_sharding`)."""
+        if replicas < 2 or self.head_sharding == "replicated":
+            return False
+        return self.head_sharding == "sharded" or self.sample_rate < 1
 
 
 def _is_number(value) -> bool:

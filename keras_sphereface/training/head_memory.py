@@ -32,12 +32,14 @@ class HeadMemory:
         gradient: the centres' gradient (dense for the full head, with its temporaries; the sampled rows
             with Partial FC).
         logits: the `(batch, classes)` (or `(batch, sampled)`) tensors of forward and backward.
+        layout: str. How the head runs, said after the figures (Partial FC's rate, the sharding).
     """
 
     centres: int
     optimizer_slots: int
     gradient: int
     logits: int
+    layout: str = ""
 
     @property
     def total(self) -> int:
@@ -47,7 +49,8 @@ class HeadMemory:
     def describe(self) -> str:
         """One line: `head per replica 6.10 GB (centres 4.10 GB, momentum 2.05 GB, gradient ..., logits ...)`."""
         return (f"head per replica {_gb(self.total)} (centres {_gb(self.centres)}, momentum "
-                f"{_gb(self.optimizer_slots)}, gradient {_gb(self.gradient)}, logits {_gb(self.logits)})")
+                f"{_gb(self.optimizer_slots)}, gradient {_gb(self.gradient)}, logits {_gb(self.logits)})"
+                f"{self.layout}")
 
 
 def _gb(size: int) -> str:
@@ -62,7 +65,7 @@ def head_memory(classes: int, embedding_dim: int, global_batch: int, replicas: i
         classes: int. Number of classes.
         embedding_dim: int.
         global_batch: int. Images per step over all replicas.
-        replicas: int. Replicas the centres are sharded over (1: one device holds them all).
+        replicas: int. Replicas the centres are sharded over (1: every replica holds them all).
         sample_rate: float in (0, 1]. Partial FC's sample rate (1.0: the full head).
     """
     local = math.ceil(classes / replicas)
@@ -100,7 +103,7 @@ def available_memory() -> int | None:
 
 def check_head_fits(classes: int, embedding_dim: int, global_batch: int, replicas: int, sample_rate: float,
                     available: int | None) -> HeadMemory:
-    """The head's `HeadMemory`, or a `MemoryError` naming the sample rate that would fit.
+    """The head's `HeadMemory`, or a `MemoryError` naming the sample rate (or replica count) that would fit.
 
     Args:
         classes, embedding_dim, global_batch, replicas, sample_rate: see `head_memory`.
@@ -115,7 +118,12 @@ def check_head_fits(classes: int, embedding_dim: int, global_batch: int, replica
     fits = [rate for rate in (0.5, 0.3, 0.2, 0.1, 0.05)
             if rate < sample_rate and head_memory(classes, embedding_dim, global_batch, replicas, rate).total
             <= available]
-    remedy = f"--sample-rate {fits[0]}" if fits else "fewer classes or a smaller embedding_dim"
+    remedies = [f"--sample-rate {fits[0]}"] if fits else []
+    more = next((n for n in (2, 4, 8, 16, 32, 64) if n > replicas and
+                 head_memory(classes, embedding_dim, global_batch, n, sample_rate).total <= available), None)
+    if more:
+        remedies.append(f"the centres sharded over {more} replicas (--head-sharding sharded)")
+    remedy = " or ".join(remedies) or "fewer classes or a smaller embedding_dim"
     raise MemoryError(
         f"The margin head does not fit: {classes:,} classes x {embedding_dim} at sample_rate={sample_rate} on "
         f"{replicas} replica(s) needs {memory.describe()}, and the device has {_gb(available)} available. "
@@ -123,16 +131,27 @@ def check_head_fits(classes: int, embedding_dim: int, global_batch: int, replica
 
 
 def check_run_head(config: TrainConfig, spec: ModelSpec, num_classes: int, num_replicas: int) -> HeadMemory:
-    """The checks of a run's head before anything is built or written; returns its `HeadMemory`.
+    """The checks of a run's head before anything is built or written; returns its `HeadMemory` per replica.
 
     Raises:
-        ValueError: `sample_rate < 1` on several replicas (sharded sampling is not built yet).
+        ValueError: Partial FC with the centres replicated on several replicas (each replica would
+            sample and update its own copy), or a sharded head with fewer classes than replicas.
         MemoryError: the head would not fit the memory available (`check_head_fits`).
     """
-    if config.sample_rate < 1 and num_replicas > 1:
-        raise ValueError(f"sample_rate < 1 (Partial FC) runs on one replica: sharding the sampled centres across "
-                         f"replicas is not built yet. Use --strategy one, or sample_rate 1.0 on {num_replicas} "
-                         f"replicas. Received: sample_rate={config.sample_rate}")
+    sharded = config.shards_head(num_replicas)
+    if config.sample_rate < 1 and num_replicas > 1 and not sharded:
+        raise ValueError(f"sample_rate < 1 (Partial FC) on {num_replicas} replicas samples each shard of a sharded "
+                         f"head: use head_sharding 'auto' or 'sharded' (--head-sharding), not 'replicated'. "
+                         f"Received: sample_rate={config.sample_rate}, head_sharding={config.head_sharding!r}")
+    if sharded and num_classes < num_replicas:
+        raise ValueError(f"A sharded head needs at least one class per replica: {num_classes} classes on "
+                         f"{num_replicas} replicas. Use head_sharding 'replicated'.")
     embedding_dim = config.embedding_dim or inspect.signature(spec.builder).parameters["embedding_dim"].default
-    return check_head_fits(num_classes, int(embedding_dim), config.batch_size, 1, config.sample_rate,
-                           available_memory())
+    memory = check_head_fits(num_classes, int(embedding_dim), config.batch_size, num_replicas if sharded else 1,
+                             config.sample_rate, available_memory())
+    layout = f"; Partial FC, sample_rate {config.sample_rate}" if config.sample_rate < 1 else ""
+    if sharded:
+        layout += f"; centres sharded over {num_replicas} replicas"
+    elif num_replicas > 1:
+        layout += f"; centres replicated on {num_replicas} replicas"
+    return dataclasses.replace(memory, layout=layout)

@@ -380,8 +380,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
                            f"output in {out}{_lambda_start_text(config, state)}")
         if chief:
-            logger.message(f"{_rate_message(config)}\nMargin head: {memory.describe()}"
-                           f"{f'; Partial FC, sample_rate {config.sample_rate}' if config.sample_rate < 1 else ''}")
+            logger.message(f"{_rate_message(config)}\nMargin head: {memory.describe()}")
         result = _drive(run, state, logger, hooks)
         return _finish(run, state, logger, hooks, result)
     except tf.errors.InvalidArgumentError as error:

@@ -72,9 +72,31 @@ class SampledCentres:
             momentum, weight_decay: float.
             nesterov: bool.
         """
-        if weight_decay:
-            grads = grads + weight_decay * rows
-        velocity = momentum * tf.gather(self.momentum, index) - learning_rate * grads
-        self.momentum.scatter_update(tf.IndexedSlices(velocity, index))
-        step = momentum * velocity - learning_rate * grads if nesterov else velocity
-        self.rows.scatter_add(tf.IndexedSlices(step, index))
+        rows_sgd(self.rows, self.momentum, index, rows, grads, learning_rate, momentum, weight_decay, nesterov)
+
+
+def rows_sgd(variable: tf.Variable, velocity: tf.Variable, index: tf.Tensor | None, rows: tf.Tensor, grads: tf.Tensor,
+             learning_rate: tf.Tensor, momentum: float, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    """SGD with momentum (`keras.optimizers.SGD`'s update) on the rows `index` of `variable`, or on all of them.
+
+    Args:
+        variable: tf.Variable `(units, dim)`: the centres.
+        velocity: tf.Variable `(units, dim)`: their momentum.
+        index: int32 `(n,)` distinct rows, or None: every row (`rows` and `grads` are then `(units, dim)`).
+        rows: float32 `(n, dim)`: the rows before this update.
+        grads: float32 `(n, dim)`: the loss gradient with respect to `rows`.
+        learning_rate: float32 scalar.
+        momentum, weight_decay: float.
+        nesterov: bool.
+    """
+    if weight_decay:
+        grads = grads + weight_decay * rows
+    previous = velocity if index is None else tf.gather(velocity, index)
+    new_velocity = momentum * previous - learning_rate * grads
+    step = momentum * new_velocity - learning_rate * grads if nesterov else new_velocity
+    if index is None:
+        velocity.assign(new_velocity)
+        variable.assign_add(step)
+    else:
+        velocity.scatter_update(tf.IndexedSlices(new_velocity, index))
+        variable.scatter_add(tf.IndexedSlices(step, index))

@@ -21,6 +21,7 @@ from keras_sphereface.layers.partial_fc import sampled_count
 from keras_sphereface.models import build_training_model
 from keras_sphereface.models.zoo import ModelSpec
 from keras_sphereface.training.backbone import build_backbone
+from keras_sphereface.training.centre_init import CentresInitializer, fill_centres
 from keras_sphereface.training.checkpoints import (
     EPOCH_KEY,
     STEP_KEY,
@@ -33,6 +34,7 @@ from keras_sphereface.training.distribute import Placement
 from keras_sphereface.training.heads import make_head
 from keras_sphereface.training.inputs import EpochInput, RecordsInfo, make_dataset
 from keras_sphereface.training.partial_fc import SampledCentres
+from keras_sphereface.training.sharded_head import ShardedCentres, check_shard_layout
 from keras_sphereface.training.step import make_optimizer, optimized_variables
 
 
@@ -50,8 +52,10 @@ class RunState:
         resumed_from: int or None. The restored step.
         restored_path: str or None. The restored checkpoint.
         input_note: str. Said on resume when this worker starts a new pass instead of its saved position.
-        centres: SampledCentres or None. Partial FC (`sample_rate < 1`): the head's `(classes, dim)`
-            kernel rows, trained by their own sampled SGD update; their momentum is checkpointed.
+        centres: SampledCentres, ShardedCentres or None. Partial FC on one replica (`sample_rate < 1`):
+            the head's `(classes, dim)` kernel rows, trained by their own sampled SGD update, their
+            momentum checkpointed. A sharded head (`config.shards_head`): the centres split across
+            replicas, each process checkpointing its own shards.
     """
 
     model: keras.Model
@@ -64,7 +68,7 @@ class RunState:
     resumed_from: int | None
     restored_path: str | None
     input_note: str = ""
-    centres: SampledCentres | None = None
+    centres: SampledCentres | ShardedCentres | None = None
 
 
 def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, placement: Placement, seed: int,
@@ -86,18 +90,28 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
         RunState. Without a checkpoint to resume from (or `resume=False`, which also clears an old
         `checkpoints` folder on the chief) the run starts at step 0, pass 0.
     """
+    sharded = config.shards_head(placement.num_replicas)
+    sampled = config.sample_rate < 1 and not sharded  # Partial FC on one replica: the kernel's rows trained in place
+    # The seeded centres (`centre_init`) unless the recipe names an initializer; Partial FC's rows are
+    # filled in place after the head is built (no second copy of the matrix).
+    seeded = "kernel_initializer" not in config.head_options
+    options = {"kernel_initializer": "zeros" if sampled else CentresInitializer(seed), **config.head_options,
+               "classes_first": sampled, "external_centres": sharded}
     with placement.strategy.scope():
         backbone = build_backbone(config, weights=config.weights)
-        sampled = config.sample_rate < 1  # Partial FC: the head keeps its centres as rows, trained in place
-        head = make_head(config.head, records.num_classes, {**config.head_options, "classes_first": sampled},
-                         config.lambda_start)
+        head = make_head(config.head, records.num_classes, options, config.lambda_start)
         model = build_training_model(backbone, head, name=f"{spec.name}_{config.head}")
         centres = None
         if sampled:
+            if seeded:
+                fill_centres(head.kernel.value, seed, head.units, 0)
             centres = SampledCentres(head, sampled_count(head.units, config.sample_rate, config.batch_size), seed)
         optimizer = make_optimizer(config)
         optimizer.build(optimized_variables(model, sampled))
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    if sharded:  # outside the scope: each shard is a plain variable on its replica's device
+        centres = ShardedCentres(head, records.num_classes, int(backbone.output.shape[-1]), placement,
+                                 config.sample_rate, config.batch_size, seed)
     single_worker = placement.num_workers == 1
     inputs = EpochInput(lambda input_seed: make_dataset(config, spec, records, placement, input_seed), seed,
                         placement.local_replicas, on_pass_start=on_pass_start)
@@ -107,6 +121,7 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     start_epoch, input_file, input_note = 0, None, ""
     if latest is not None:
         reader = tf.train.load_checkpoint(latest)
+        check_shard_layout(reader, latest, placement.num_replicas, sharded)
         latest_step = int(reader.get_tensor(STEP_KEY))
         if single_worker:  # continue the pass the checkpoint was in
             if reader.has_tensor(EPOCH_KEY):
@@ -115,26 +130,35 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
             input_file = worker_inputs.find(latest_step)
             if input_file is not None:
                 start_epoch = int(tf.train.load_checkpoint(input_file).get_tensor(EPOCH_KEY))
+            elif sharded:  # this worker's centres are in its own file, which another cluster size did not write
+                raise ValueError(f"Worker {placement.worker_index} finds no file of its centres for step "
+                                 f"{latest_step} with {placement.num_workers} workers in {checkpoint_dir}; resume "
+                                 f"with the cluster that wrote the checkpoint, or pass --no-resume to start over.")
             else:  # written by another cluster size, or lost: a pass of its own, seeded by the step
                 start_epoch = latest_step
                 input_note = (f"; worker {placement.worker_index} has no input position of step {latest_step} "
                               f"for {placement.num_workers} workers, so it starts a new pass over its files")
     inputs.start(start_epoch)
     trackables = {"model": model, "optimizer": optimizer, "global_step": global_step}
-    if centres is not None:
+    if sampled:
         trackables["centres_momentum"] = centres.momentum
+    if sharded:  # the layout in the chief's checkpoint; the shards in each worker's own file (one worker: here)
+        shards = centres.trackables()
+        trackables["head_shards"] = shards.pop("head_shards")
+        if single_worker:
+            trackables.update(shards)
     if single_worker:
         trackables.update(data_epoch=inputs.epoch, input=inputs.iterator)
     checkpoint = tf.train.Checkpoint(**trackables)
     if single_worker:
         inputs.checkpoint = checkpoint
     else:
-        worker_inputs.track()
+        worker_inputs.track(shards if sharded else None)
     manager = tf.train.CheckpointManager(checkpoint, str(save_dir), max_to_keep=config.keep_checkpoints,
                                          step_counter=global_step, checkpoint_name="ckpt")
     resumed_from = None
     if latest is not None:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        restore_checkpoint(checkpoint, latest)
         if input_file is not None:
             worker_inputs.restore(input_file)
         resumed_from = int(global_step.numpy())
@@ -143,3 +167,19 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     saver = CheckpointSaver(manager, global_step, resumed_from, worker_inputs, placement.is_chief)
     return RunState(model, backbone, head, optimizer, global_step, inputs, saver, resumed_from, latest, input_note,
                     centres)
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores `path` into the run's objects; a checkpoint of another model or head is refused with a clear message.
+
+    Raises:
+        ValueError: a saved value does not fit its object (another model, head, embedding size,
+            sample rate or class count).
+    """
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as error:
+        raise ValueError(f"Checkpoint {path} does not fit this run ({str(error).splitlines()[0][:300]}). It was "
+                         f"written with other options (model, head, embedding_dim, classes, sample_rate or "
+                         f"head_sharding): resume with the options of the run's config.toml, or pass --no-resume "
+                         f"to start over.") from error

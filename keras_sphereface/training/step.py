@@ -19,6 +19,7 @@ from keras_sphereface.layers.partial_fc import sampled_margin_logits
 from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.distribute import Placement
 from keras_sphereface.training.partial_fc import SampledCentres
+from keras_sphereface.training.sharded_head import ShardedCentres
 
 #: Variables that `weight_decay_on = "kernels"` decays (by their last name component).
 DECAYED_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -30,10 +31,11 @@ def optimized_variables(model: keras.Model, sampled: bool = False) -> list:
     Args:
         model: keras.Model. The training model (its head is the layer named `"head"`).
         sampled: bool. Partial FC (`sample_rate < 1`): `SampledCentres` trains the centres instead.
+            (A sharded head's centres are not the model's variables at all.)
     """
-    if not sampled:
+    kernel = getattr(model.get_layer("head"), "kernel", None)
+    if not sampled or kernel is None:
         return list(model.trainable_variables)
-    kernel = model.get_layer("head").kernel
     return [v for v in model.trainable_variables if v is not kernel]
 
 
@@ -74,7 +76,7 @@ def loss_scale(optimizer: keras.optimizers.Optimizer) -> float | None:
 
 def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                     global_step: tf.Variable, placement: Placement,
-                    centres: SampledCentres | None = None) -> Callable:
+                    centres: SampledCentres | ShardedCentres | None = None) -> Callable:
     """The global step `(learning_rate, batches) -> (cross_entropy, correct)`.
 
     With a finite `clip_norm` the gradients are scaled by `min(1, clip_norm / |g|)`, `|g|` the
@@ -94,6 +96,9 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
             `global_step`), the logits cover them only, and `centres.apply_sgd` updates the sampled
             rows (with weight decay, the clipping of the whole gradient, and the skip of a
             non-finite one) while the optimizer updates the rest. One replica.
+            Or ShardedCentres: the head's centres split across replicas; each replica computes its
+            shard's part of the head (`ShardedCentres.step`), backpropagates its embeddings'
+            gradient through the backbone, and updates its own centres alike.
 
     Returns:
         A function of a float32 scalar learning rate and a list of one `(images, labels)` batch per
@@ -104,6 +109,7 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
     trainable = optimized_variables(model, centres is not None)
     decayed, is_bias = classify_variables(trainable, config.weight_decay_on)
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model)) if centres else None
+    sharded = isinstance(centres, ShardedCentres)
     head = model.get_layer("head") if centres else None
     weight_decay = float(config.weight_decay)
     bias_mult = float(config.bias_lr_mult)
@@ -112,12 +118,28 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
     clip_norm = float(config.clip_norm)
     several = strategy.num_replicas_in_sync > 1
 
-    def clip(grads):
-        whole = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads) if several \
-            else grads
+    def clip(grads, shard_grads=None):
+        """`grads` (and a sharded head's own `shard_grads`) scaled to the clipped global norm."""
+        context = tf.distribute.get_replica_context()
+        whole = context.all_reduce(tf.distribute.ReduceOp.SUM, grads) if several else grads
+        squared = tf.square(tf.linalg.global_norm(whole))
+        if shard_grads is not None:  # each replica's centres are its own: their squares add up across replicas
+            squared += context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.square(shard_grads)))
         limit = clip_norm * tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-        factor = tf.minimum(1.0, limit / tf.linalg.global_norm(whole))
-        return [g * tf.cast(factor, g.dtype) for g in grads]
+        factor = tf.minimum(1.0, limit / tf.sqrt(squared))
+        scaled = [g * tf.cast(factor, g.dtype) for g in grads]
+        return scaled if shard_grads is None else (scaled, shard_grads * factor)
+
+    def regularization():
+        """Weight decay and the model's own losses, per replica (the optimizer sums replicas)."""
+        loss = tf.constant(0.0)
+        if weight_decay and decayed:
+            # Caffe/PyTorch weight decay `wd * w` in the gradient = `wd / 2 * |w|^2` in the loss.
+            penalty = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed])
+            loss += 0.5 * weight_decay * penalty / strategy.num_replicas_in_sync
+        if model.losses:
+            loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+        return loss
 
     def compute_gradients(images, labels, rows=None, sampled_labels=None):
         with tf.GradientTape() as tape:
@@ -130,14 +152,7 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
             logits = tf.cast(logits, tf.float32)
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             cross_entropy = tf.reduce_sum(per_example) / global_batch
-            loss = cross_entropy
-            if weight_decay and decayed:
-                # Caffe/PyTorch weight decay `wd * w` in the gradient = `wd / 2 * |w|^2` in the loss.
-                penalty = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed])
-                loss += 0.5 * weight_decay * penalty / strategy.num_replicas_in_sync
-            if model.losses:
-                loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
-            scaled = optimizer.scale_loss(loss)
+            scaled = optimizer.scale_loss(cross_entropy + regularization())
         grads = tape.gradient(scaled, trainable if rows is None else [*trainable, rows])
         if bias_mult != 1.0:
             grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias + [False] * (rows is not None),
@@ -149,6 +164,35 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         # XLA compiles forward and backward into one program; the update stays outside it, where
         # the optimizer sums gradients across replicas.
         compute_gradients = tf.function(compute_gradients, jit_compile=True)
+
+    def with_multiplier(grads):
+        return [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)] if bias_mult != 1.0 \
+            else grads
+
+    def sharded_replica_step(batch):
+        images, labels = batch
+        scale = tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        with tf.GradientTape() as tape:
+            embeddings = backbone(images, training=True)
+            with tape.stop_recording():
+                part = centres.step(embeddings, labels, global_step, scale)
+            # The backbone's gradient: its embeddings' gradient (from every shard) pulled back, plus the regularization.
+            objective = optimizer.scale_loss(regularization()) + tf.reduce_sum(
+                tf.cast(embeddings, tf.float32) * part.d_embeddings)
+        grads = with_multiplier(tape.gradient(objective, trainable))
+        d_rows = part.d_rows
+        if math.isfinite(clip_norm):
+            grads, d_rows = clip(grads, d_rows)
+        d_rows = d_rows / scale
+
+        def update_rows():
+            centres.apply_sgd(part, d_rows, tf.cast(optimizer.learning_rate, tf.float32), config.momentum,
+                              weight_decay, config.nesterov)
+            return tf.constant(True)
+
+        tf.cond(tf.reduce_all(tf.math.is_finite(d_rows)), update_rows, lambda: tf.constant(False))
+        optimizer.apply_gradients(zip(grads, trainable, strict=True))
+        return part.cross_entropy, part.correct
 
     def replica_step(batch):
         images, labels = batch
@@ -179,7 +223,7 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         optimizer.learning_rate.assign(learning_rate)
         values = strategy.experimental_distribute_values_from_function(
             lambda context: batches[context.replica_id_in_sync_group - first_replica])
-        cross_entropy, correct = strategy.run(replica_step, args=(values,))
+        cross_entropy, correct = strategy.run(sharded_replica_step if sharded else replica_step, args=(values,))
         global_step.assign_add(1)
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, cross_entropy, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))

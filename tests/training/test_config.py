@@ -12,6 +12,7 @@ from keras_sphereface.layers import ArcFace, CosFace, MarginInnerProduct
 from keras_sphereface.models.zoo import MODEL_NAMES
 from keras_sphereface.training import (
     HEAD_NAMES,
+    HEAD_SHARDINGS,
     PRECISIONS,
     RECIPE_NAMES,
     STRATEGIES,
@@ -131,6 +132,7 @@ def test_cli_choices_match_the_library():
 
     assert cli_train.PRECISIONS == PRECISIONS
     assert cli_train.STRATEGIES == STRATEGIES
+    assert cli_train.HEAD_SHARDINGS == HEAD_SHARDINGS
     assert cli_train.HEAD_NAMES == HEAD_NAMES
 
 

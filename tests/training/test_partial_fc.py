@@ -97,6 +97,10 @@ def test_a_head_that_cannot_fit_is_refused_naming_a_rate_that_would():
         check_head_fits(2_000_000, 512, 64, 1, 1.0, available)
     assert check_head_fits(2_000_000, 512, 64, 1, 0.1, available).total < available
     assert check_head_fits(2_000_000, 512, 64, 1, 1.0, None).total > available
+    # Memory for the full head on 4 replicas' shards: the refusal also names that.
+    available = head_memory(2_000_000, 512, 64, replicas=4).total + 1
+    with pytest.raises(MemoryError, match=r"sharded over 4 replicas \(--head-sharding sharded\)"):
+        check_head_fits(2_000_000, 512, 64, 1, 1.0, available)
 
 
 @pytest.mark.tf_backend
@@ -124,13 +128,22 @@ def test_partial_fc_needs_a_classes_first_head():
         SampledCentres(_head(RNG.normal(size=(DIM, UNITS)).astype(np.float32), classes_first=False), 20, seed=0)
 
 
-def test_bad_sample_rates_and_sampling_on_several_replicas_are_refused(tiny):
+def test_bad_sample_rates_and_replicated_sampling_are_refused_and_sharding_halves_the_head(tiny):
     from keras_sphereface.models.zoo import get_model_spec
     from keras_sphereface.training.head_memory import check_run_head
 
+    spec = get_model_spec("sphere4")
     for bad in (0, 1.5, -1, "0.1"):
         with pytest.raises(ValueError, match="sample_rate"):
             tiny(steps=2, sample_rate=bad).validate()
-    with pytest.raises(ValueError, match="sample_rate < 1 .*one replica"):
-        check_run_head(tiny(steps=2, sample_rate=0.3), get_model_spec("sphere4"), 100, 2)
-    assert check_run_head(tiny(steps=2, sample_rate=0.3), get_model_spec("sphere4"), 100, 1).total > 0
+    with pytest.raises(ValueError, match="head_sharding"):
+        tiny(steps=2, head_sharding="split").validate()
+    with pytest.raises(ValueError, match="sample_rate < 1 .*'auto' or 'sharded'"):
+        check_run_head(tiny(steps=2, sample_rate=0.3, head_sharding="replicated"), spec, 100, 2)
+    with pytest.raises(ValueError, match="one class per replica"):
+        check_run_head(tiny(steps=2, head_sharding="sharded"), spec, 3, 4)
+    one = check_run_head(tiny(steps=2, sample_rate=0.3), spec, 100_000, 1)
+    two = check_run_head(tiny(steps=2, sample_rate=0.3), spec, 100_000, 2)  # auto: Partial FC is sharded
+    assert two.centres == one.centres // 2 and "sharded over 2 replicas" in two.describe()
+    replicated = check_run_head(tiny(steps=2), spec, 100_000, 2)  # auto: the full head on every replica
+    assert replicated.centres == 2 * two.centres and "replicated on 2 replicas" in replicated.describe()
