@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from ksf.options import model_option, out_option, report_errors, weights_option
+from ksf.options import LibraryChoice, model_option, out_option, report_errors, weights_option
 
 
 @click.command("export")
@@ -17,9 +17,11 @@ from ksf.options import model_option, out_option, report_errors, weights_option
 @click.option("--version", "version", type=click.IntRange(1), default=None,
               help="Version folder. Default: one more than the highest present. Existing versions are never "
                    "overwritten.")
-@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite", "onnx"]), default="savedmodel",
-              show_default=True, help="savedmodel: TF Serving, 3 signatures; tflite / onnx: serving_default only.")
-@click.option("--flip-fusion", type=click.Choice(["none", "concat", "sum"]), default="none", is_flag=False,
+@click.option("--format", "fmt", type=LibraryChoice("keras_sphereface.inference.contract", "FORMATS"),
+              default="savedmodel", show_default=True,
+              help="savedmodel: TF Serving, 3 signatures; tflite / onnx: serving_default only.")
+@click.option("--flip-fusion", type=LibraryChoice("keras_sphereface.inference.contract", "FLIP_FUSIONS"),
+              default="none", is_flag=False,
               flag_value="concat", show_default=True,
               help="Embed each image and its mirror: concat = [f(x), f(flip x)] as the SphereFace protocol "
                    "(--flip-fusion alone), sum = f(x) + f(flip x).")

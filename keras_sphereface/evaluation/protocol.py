@@ -28,10 +28,11 @@ import dataclasses
 
 import numpy as np
 
+from keras_sphereface.inference.contract import FLIP_FUSIONS
 from keras_sphereface.utils.vectors import l2_normalize_rows
 
-#: How an embedding is combined with its mirror's (`combine_flip`).
-FLIP_MODES = ("none", "concat", "sum")
+#: How an embedding is combined with its mirror's (`combine_flip`): the fusions an export can carry.
+FLIP_MODES = FLIP_FUSIONS
 
 
 @dataclasses.dataclass(frozen=True)
