@@ -135,7 +135,8 @@ def check_run_head(config: TrainConfig, spec: ModelSpec, num_classes: int, num_r
 
     Raises:
         ValueError: Partial FC with the centres replicated on several replicas (each replica would
-            sample and update its own copy), or a sharded head with fewer classes than replicas.
+            sample and update its own copy), or a sharded head with fewer classes than replicas or
+            its own `kernel_initializer`.
         MemoryError: the head would not fit the memory available (`check_head_fits`).
     """
     sharded = config.shards_head(num_replicas)
@@ -146,6 +147,10 @@ def check_run_head(config: TrainConfig, spec: ModelSpec, num_classes: int, num_r
     if sharded and num_classes < num_replicas:
         raise ValueError(f"A sharded head needs at least one class per replica: {num_classes} classes on "
                          f"{num_replicas} replicas. Use head_sharding 'replicated'.")
+    if sharded and "kernel_initializer" in config.head_options:
+        raise ValueError("A sharded head starts from the seeded centres (keras_sphereface.training.centre_init), "
+                         "the same on any number of replicas: remove kernel_initializer from head_options. "
+                         f"Received: kernel_initializer={config.head_options['kernel_initializer']!r}")
     embedding_dim = config.embedding_dim or inspect.signature(spec.builder).parameters["embedding_dim"].default
     memory = check_head_fits(num_classes, int(embedding_dim), config.batch_size, num_replicas if sharded else 1,
                              config.sample_rate, available_memory())

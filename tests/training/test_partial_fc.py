@@ -120,6 +120,9 @@ def test_a_partial_fc_run_trains_and_resumes_exactly(tiny, tmp_path, capsys):
     # The checkpoint holds the head's (classes, dim) rows and their momentum.
     shapes = dict(tf.train.list_variables(str(tmp_path / "resumed" / "checkpoints" / "ckpt-12")))
     assert shapes["centres_momentum/.ATTRIBUTES/VARIABLE_VALUE"] == [8, 32]
+    # The sampled head's checkpoint resumed as a full head: refused, saying how to resume.
+    with pytest.raises(ValueError, match=r"does not fit this run .*sample_rate.*--no-resume"):
+        train(tiny(steps=14, out=str(tmp_path / "resumed"), **{**options, "sample_rate": 1.0}))
     assert [n for n, shape in shapes.items() if shape == [8, 32] and n.startswith("model/")], shapes
 
 
@@ -142,6 +145,9 @@ def test_bad_sample_rates_and_replicated_sampling_are_refused_and_sharding_halve
         check_run_head(tiny(steps=2, sample_rate=0.3, head_sharding="replicated"), spec, 100, 2)
     with pytest.raises(ValueError, match="one class per replica"):
         check_run_head(tiny(steps=2, head_sharding="sharded"), spec, 3, 4)
+    with pytest.raises(ValueError, match="remove kernel_initializer"):
+        check_run_head(tiny(steps=2, head_sharding="sharded", head_options={"kernel_initializer": "zeros"}), spec,
+                       100, 2)
     one = check_run_head(tiny(steps=2, sample_rate=0.3), spec, 100_000, 1)
     two = check_run_head(tiny(steps=2, sample_rate=0.3), spec, 100_000, 2)  # auto: Partial FC is sharded
     assert two.centres == one.centres // 2 and "sharded over 2 replicas" in two.describe()
