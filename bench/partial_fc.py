@@ -11,8 +11,12 @@ Each configuration runs in its own process, so its peak resident memory (`ru_max
 A configuration whose estimate (`keras_sphereface.training.head_memory`) exceeds the memory
 available is not started; its line says so. Ratios are to the full head of the same class count.
 
+With `--shards N` the head is sharded over N MirroredStrategy replicas on logical CPUs of this machine
+(`keras_sphereface.training.sharded_head`: all-gathers and all-reduces of every step); ratios are then to the
+sharded full head.
+
 Usage: python bench/partial_fc.py [--classes 100000,1000000,2000000] [--rates 1.0,0.3,0.1]
-       [--batch 64] [--dim 512] [--steps 5]
+       [--batch 64] [--dim 512] [--steps 5] [--shards 1]
 Prints one JSON line per configuration (`bench/_report.py` header).
 """
 
@@ -29,21 +33,69 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _worker(classes: int, rate: float, batch: int, dim: int, steps: int) -> dict:
-    """Times `steps` head steps in this process (after one that traces); returns ms per step and peak RSS."""
+def _sharded_step(classes: int, rate: float, batch: int, dim: int, shards: int):
+    """The head step sharded over `shards` MirroredStrategy replicas on logical CPUs (`ShardedCentres`)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * shards)
+    from keras_sphereface.layers import ArcFace
+    from keras_sphereface.training.distribute import make_placement
+    from keras_sphereface.training.sharded_head import ShardedCentres
+
+    placement = make_placement("mirrored")
+    with placement.strategy.scope():
+        head = ArcFace(classes, s=64.0, m=0.5, external_centres=True)
+        head.build((batch, dim))
+    centres = ShardedCentres(head, classes, dim, placement, rate, batch, seed=0)
+    local = batch // shards
+    embeddings = [tf.random.stateless_normal((local, dim), seed=[0, r]) for r in range(shards)]
+
+    @tf.function
+    def step(i):
+        labels = tf.random.stateless_uniform((batch,), seed=[1, i], maxval=classes, dtype=tf.int32)
+        values = placement.strategy.experimental_distribute_values_from_function(
+            lambda context: (embeddings[context.replica_id_in_sync_group],
+                             labels[local * context.replica_id_in_sync_group:][:local]))
+
+        def replica(inputs):
+            part = centres.step(inputs[0], inputs[1], i, tf.constant(1.0))
+            centres.apply_sgd(part, part.d_rows, tf.constant(0.01), momentum=0.9)
+            return part.cross_entropy
+
+        return placement.strategy.reduce("SUM", placement.strategy.run(replica, args=(values,)), axis=None)
+
+    return step
+
+
+def _worker(classes: int, rate: float, batch: int, dim: int, steps: int, shards: int = 1) -> dict:
+    """Times `steps` head steps in this process (after one that traces); returns ms per step and peak RSS.
+
+    The centres start as `ksf train` starts them (`keras_sphereface.training.centre_init`): the full head
+    through its initializer, Partial FC's rows and the shards filled in place.
+    """
     import resource
     import time
+
+    if shards > 1:
+        step = _sharded_step(classes, rate, batch, dim, shards)
+        return _time(step, steps, resource, time)
 
     import keras
     import tensorflow as tf
 
     from keras_sphereface.layers import ArcFace
     from keras_sphereface.layers.partial_fc import sampled_count, sampled_margin_logits
+    from keras_sphereface.training.centre_init import CentresInitializer, fill_centres
     from keras_sphereface.training.partial_fc import SampledCentres
 
     embeddings = tf.Variable(tf.random.stateless_normal((batch, dim), seed=[0, 1]))
-    head = ArcFace(classes, s=64.0, m=0.5, classes_first=rate < 1.0)  # Partial FC trains the rows in place
+    sampled = rate < 1.0  # Partial FC trains the rows in place
+    head = ArcFace(classes, s=64.0, m=0.5, classes_first=sampled,
+                   kernel_initializer="zeros" if sampled else CentresInitializer(0))
     head.build([(batch, dim), (batch, 1)])
+    if sampled:
+        fill_centres(head.kernel.value, 0, classes, 0)
     learning_rate = tf.constant(0.01)
 
     def labels_of(step):
@@ -79,18 +131,31 @@ def _worker(classes: int, rate: float, batch: int, dim: int, steps: int) -> dict
             centres.apply_sgd(index, rows, rows_grad, learning_rate, momentum=0.9)
             return loss
 
-    step(tf.constant(0, tf.int64))  # trace; create the slots
+    return _time(step, steps, resource, time)
+
+
+def _time(step, steps: int, resource, time) -> dict:
+    """Median ms of `steps` calls of `step` after one that traces; peak RSS before the first step and overall."""
+    built_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(tf_constant(0))  # trace; create the slots
     times = []
     for i in range(1, steps + 1):
         start = time.perf_counter()
-        float(step(tf.constant(i, tf.int64)))
+        float(step(tf_constant(i)))
         times.append(time.perf_counter() - start)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"ms_per_step": round(1000 * statistics.median(times), 1), "peak_rss_mb": round(peak_kib / 1024, 1)}
+    return {"ms_per_step": round(1000 * statistics.median(times), 1), "peak_rss_mb": round(peak_kib / 1024, 1),
+            "peak_rss_before_step_mb": round(built_kib / 1024, 1)}
+
+
+def tf_constant(i: int):
+    import tensorflow as tf
+
+    return tf.constant(i, tf.int64)
 
 
 def _run_worker(classes: int, rate: float, args) -> dict:
-    command = [sys.executable, __file__, "--worker", f"{classes},{rate}", "--batch", str(args.batch),
+    command = [sys.executable, __file__, "--worker", f"{classes},{rate},{args.shards}", "--batch", str(args.batch),
                "--dim", str(args.dim), "--steps", str(args.steps)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -107,11 +172,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--shards", type=int, default=1, help="Shard the centres over this many MirroredStrategy "
+                        "replicas on logical CPUs (the same machine: per-replica memory falls, the total does not)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        classes, rate = args.worker.split(",")
-        print(json.dumps(_worker(int(classes), float(rate), args.batch, args.dim, args.steps)))
+        classes, rate, shards = args.worker.split(",")
+        print(json.dumps(_worker(int(classes), float(rate), args.batch, args.dim, args.steps, int(shards))))
         return
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -123,12 +190,13 @@ def main() -> None:
     for classes in (int(c) for c in args.classes.split(",")):
         full = None
         for rate in (float(r) for r in args.rates.split(",")):
-            estimate = head_memory(classes, args.dim, args.batch, sample_rate=rate)
-            row = {"what": f"ArcFace head step, {classes:,} classes, sample_rate {rate}",
-                   "classes": classes, "sample_rate": rate, "batch": args.batch, "dim": args.dim,
+            estimate = head_memory(classes, args.dim, args.batch, replicas=args.shards, sample_rate=rate)
+            sharding = f", sharded over {args.shards} logical CPUs" if args.shards > 1 else ""
+            row = {"what": f"ArcFace head step, {classes:,} classes, sample_rate {rate}{sharding}",
+                   "classes": classes, "sample_rate": rate, "shards": args.shards, "batch": args.batch, "dim": args.dim,
                    "precision": "float32", "estimated_head_gb": round(estimate.total / 1e9, 2)}
             available = available_memory()
-            if available is not None and estimate.total > available:
+            if available is not None and estimate.total * args.shards > available:
                 row["skipped"] = (f"the estimate ({estimate.total / 1e9:.1f} GB) exceeds the "
                                   f"{available / 1e9:.1f} GB available")
             else:
