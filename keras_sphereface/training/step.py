@@ -141,6 +141,11 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
             loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
         return loss
 
+    def with_multiplier(grads):
+        """`grads` of `trainable` with the biases' learning-rate multiplier."""
+        return [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)] if bias_mult != 1.0 \
+            else grads
+
     def compute_gradients(images, labels, rows=None, sampled_labels=None):
         with tf.GradientTape() as tape:
             if rows is None:
@@ -154,9 +159,7 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
             cross_entropy = tf.reduce_sum(per_example) / global_batch
             scaled = optimizer.scale_loss(cross_entropy + regularization())
         grads = tape.gradient(scaled, trainable if rows is None else [*trainable, rows])
-        if bias_mult != 1.0:
-            grads = [g * bias_mult if bias else g for g, bias in zip(grads, is_bias + [False] * (rows is not None),
-                                                                     strict=True)]
+        grads = with_multiplier(grads[:len(trainable)]) + grads[len(trainable):]
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return grads, cross_entropy, correct
 
@@ -165,9 +168,14 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         # the optimizer sums gradients across replicas.
         compute_gradients = tf.function(compute_gradients, jit_compile=True)
 
-    def with_multiplier(grads):
-        return [g * bias_mult if bias else g for g, bias in zip(grads, is_bias, strict=True)] if bias_mult != 1.0 \
-            else grads
+    def update_rows_if_finite(rows_grad, update_rows):
+        """`update_rows()` (the centres' own SGD) unless `rows_grad` is not finite: skipped as loss scaling
+        skips the optimizer's update."""
+        def update():
+            update_rows()
+            return tf.constant(True)
+
+        tf.cond(tf.reduce_all(tf.math.is_finite(rows_grad)), update, lambda: tf.constant(False))
 
     def sharded_replica_step(batch):
         images, labels = batch
@@ -184,13 +192,8 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         if math.isfinite(clip_norm):
             grads, d_rows = clip(grads, d_rows)
         d_rows = d_rows / scale
-
-        def update_rows():
-            centres.apply_sgd(part, d_rows, tf.cast(optimizer.learning_rate, tf.float32), config.momentum,
-                              weight_decay, config.nesterov)
-            return tf.constant(True)
-
-        tf.cond(tf.reduce_all(tf.math.is_finite(d_rows)), update_rows, lambda: tf.constant(False))
+        update_rows_if_finite(d_rows, lambda: centres.apply_sgd(
+            part, d_rows, tf.cast(optimizer.learning_rate, tf.float32), config.momentum, weight_decay, config.nesterov))
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return part.cross_entropy, part.correct
 
@@ -207,14 +210,9 @@ def make_train_step(config: TrainConfig, model: keras.Model, optimizer: keras.op
         if centres is not None:
             *grads, rows_grad = grads
             rows_grad = rows_grad / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-
-            def update_rows():
-                centres.apply_sgd(index, rows, rows_grad, tf.cast(optimizer.learning_rate, tf.float32),
-                                  config.momentum, weight_decay, config.nesterov)
-                return tf.constant(True)
-
-            # A non-finite gradient skips the rows' update, as loss scaling skips the optimizer's.
-            tf.cond(tf.reduce_all(tf.math.is_finite(rows_grad)), update_rows, lambda: tf.constant(False))
+            update_rows_if_finite(rows_grad, lambda: centres.apply_sgd(
+                index, rows, rows_grad, tf.cast(optimizer.learning_rate, tf.float32), config.momentum, weight_decay,
+                config.nesterov))
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return cross_entropy, correct
 
