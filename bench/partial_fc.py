@@ -15,8 +15,11 @@ With `--shards N` the head is sharded over N MirroredStrategy replicas on logica
 (`keras_sphereface.training.sharded_head`: all-gathers and all-reduces of every step); ratios are then to the
 sharded full head.
 
+With `--centres-momentum float32,int8` each sampled (or sharded) configuration runs once per storage of the
+centres' momentum (`keras_sphereface.training.centre_momentum`).
+
 Usage: python bench/partial_fc.py [--classes 100000,1000000,2000000] [--rates 1.0,0.3,0.1]
-       [--batch 64] [--dim 512] [--steps 5] [--shards 1]
+       [--batch 64] [--dim 512] [--steps 5] [--shards 1] [--centres-momentum float32,int8]
 Prints one JSON line per configuration (`bench/_report.py` header).
 """
 
@@ -33,7 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sharded_step(classes: int, rate: float, batch: int, dim: int, shards: int):
+def _sharded_step(classes: int, rate: float, batch: int, dim: int, shards: int, storage: str):
     """The head step sharded over `shards` MirroredStrategy replicas on logical CPUs (`ShardedCentres`)."""
     import tensorflow as tf
 
@@ -47,7 +50,7 @@ def _sharded_step(classes: int, rate: float, batch: int, dim: int, shards: int):
     with placement.strategy.scope():
         head = ArcFace(classes, s=64.0, m=0.5, external_centres=True)
         head.build((batch, dim))
-    centres = ShardedCentres(head, classes, dim, placement, rate, batch, seed=0)
+    centres = ShardedCentres(head, classes, dim, placement, rate, batch, seed=0, momentum_storage=storage)
     local = batch // shards
     embeddings = [tf.random.stateless_normal((local, dim), seed=[0, r]) for r in range(shards)]
 
@@ -68,7 +71,8 @@ def _sharded_step(classes: int, rate: float, batch: int, dim: int, shards: int):
     return step
 
 
-def _worker(classes: int, rate: float, batch: int, dim: int, steps: int, shards: int = 1) -> dict:
+def _worker(classes: int, rate: float, batch: int, dim: int, steps: int, shards: int = 1,
+            storage: str = "float32") -> dict:
     """Times `steps` head steps in this process (after one that traces); returns ms per step and peak RSS.
 
     The centres start as `ksf train` starts them (`keras_sphereface.training.centre_init`): the full head
@@ -78,7 +82,7 @@ def _worker(classes: int, rate: float, batch: int, dim: int, steps: int, shards:
     import time
 
     if shards > 1:
-        step = _sharded_step(classes, rate, batch, dim, shards)
+        step = _sharded_step(classes, rate, batch, dim, shards, storage)
         return _time(step, steps, resource, time)
 
     import keras
@@ -117,7 +121,7 @@ def _worker(classes: int, rate: float, batch: int, dim: int, steps: int, shards:
             optimizer.apply_gradients([(kernel_grad, head.kernel)])
             return loss
     else:
-        centres = SampledCentres(head, sampled_count(classes, rate, batch), seed=0)
+        centres = SampledCentres(head, sampled_count(classes, rate, batch), seed=0, momentum_storage=storage)
 
         @tf.function
         def step(i):
@@ -154,8 +158,9 @@ def tf_constant(i: int):
     return tf.constant(i, tf.int64)
 
 
-def _run_worker(classes: int, rate: float, args) -> dict:
-    command = [sys.executable, __file__, "--worker", f"{classes},{rate},{args.shards}", "--batch", str(args.batch),
+def _run_worker(classes: int, rate: float, storage: str, args) -> dict:
+    command = [sys.executable, __file__, "--worker", f"{classes},{rate},{args.shards},{storage}", "--batch",
+               str(args.batch),
                "--dim", str(args.dim), "--steps", str(args.steps)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -174,41 +179,53 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--shards", type=int, default=1, help="Shard the centres over this many MirroredStrategy "
                         "replicas on logical CPUs (the same machine: per-replica memory falls, the total does not)")
+    parser.add_argument("--centres-momentum", default="float32", help="Comma-separated storages of the sampled or "
+                        "sharded centres' momentum (float32, int8): a row for each")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        classes, rate, shards = args.worker.split(",")
-        print(json.dumps(_worker(int(classes), float(rate), args.batch, args.dim, args.steps, int(shards))))
+        classes, rate, shards, storage = args.worker.split(",")
+        print(json.dumps(_worker(int(classes), float(rate), args.batch, args.dim, args.steps, int(shards), storage)))
         return
 
     sys.path.insert(0, str(Path(__file__).parent))
     sys.path.insert(0, str(REPO_ROOT))
+    for classes in (int(c) for c in args.classes.split(",")):
+        full = None
+        for rate in (float(r) for r in args.rates.split(",")):
+            own_centres = rate < 1 or args.shards > 1  # the storage applies to centres the head updates itself
+            for storage in args.centres_momentum.split(",") if own_centres else ["float32"]:
+                full = _configuration(classes, rate, storage, full, args)
+
+
+def _configuration(classes: int, rate: float, storage: str, full: dict | None, args) -> dict | None:
+    """Runs (or skips) one configuration and prints its line; returns the full head's row once it has run."""
     from _report import emit
 
     from keras_sphereface.training.head_memory import available_memory, head_memory
 
-    for classes in (int(c) for c in args.classes.split(",")):
-        full = None
-        for rate in (float(r) for r in args.rates.split(",")):
-            estimate = head_memory(classes, args.dim, args.batch, replicas=args.shards, sample_rate=rate)
-            sharding = f", sharded over {args.shards} logical CPUs" if args.shards > 1 else ""
-            row = {"what": f"ArcFace head step, {classes:,} classes, sample_rate {rate}{sharding}",
-                   "classes": classes, "sample_rate": rate, "shards": args.shards, "batch": args.batch, "dim": args.dim,
-                   "precision": "float32", "estimated_head_gb": round(estimate.total / 1e9, 2)}
-            available = available_memory()
-            if available is not None and estimate.total * args.shards > available:
-                row["skipped"] = (f"the estimate ({estimate.total / 1e9:.1f} GB) exceeds the "
-                                  f"{available / 1e9:.1f} GB available")
-            else:
-                row.update(_run_worker(classes, rate, args))
-                if "ms_per_step" in row:
-                    row["images_per_s"] = round(args.batch / (row["ms_per_step"] / 1000), 1)
-                    if rate >= 1.0:
-                        full = row
-                    elif full is not None:
-                        row["time_vs_full"] = round(row["ms_per_step"] / full["ms_per_step"], 3)
-                        row["memory_vs_full"] = round(row["peak_rss_mb"] / full["peak_rss_mb"], 3)
-            emit(row)
+    estimate = head_memory(classes, args.dim, args.batch, args.shards, rate, storage)
+    sharding = f", sharded over {args.shards} logical CPUs" if args.shards > 1 else ""
+    momentum = f", {storage} momentum" if storage != "float32" else ""
+    row = {"what": f"ArcFace head step, {classes:,} classes, sample_rate {rate}{sharding}{momentum}",
+           "classes": classes, "sample_rate": rate, "shards": args.shards, "centres_momentum": storage,
+           "batch": args.batch, "dim": args.dim, "precision": "float32",
+           "estimated_head_gb": round(estimate.total / 1e9, 2)}
+    available = available_memory()
+    if available is not None and estimate.total * args.shards > available:
+        row["skipped"] = (f"the estimate ({estimate.total / 1e9:.1f} GB) exceeds the "
+                          f"{available / 1e9:.1f} GB available")
+    else:
+        row.update(_run_worker(classes, rate, storage, args))
+        if "ms_per_step" in row:
+            row["images_per_s"] = round(args.batch / (row["ms_per_step"] / 1000), 1)
+            if rate >= 1.0 and storage == "float32":
+                full = row
+            elif full is not None:
+                row["time_vs_full"] = round(row["ms_per_step"] / full["ms_per_step"], 3)
+                row["memory_vs_full"] = round(row["peak_rss_mb"] / full["peak_rss_mb"], 3)
+    emit(row)
+    return full
 
 
 if __name__ == "__main__":

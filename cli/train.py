@@ -6,12 +6,10 @@ import sys
 
 import click
 
-# Kept in sync with keras_sphereface.training (checked by tests/training/test_cli.py) without
-# importing TensorFlow when the CLI starts.
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
-HEAD_SHARDINGS = ("auto", "replicated", "sharded")
-HEAD_NAMES = ("a-softmax", "arcface", "cosface", "combined", "norm-softmax", "sphereface-r")
+from ksf.options import LibraryChoice
+
+#: The module of the run's choice lists (precisions, strategies, head shardings).
+CONFIG = "keras_sphereface.training.config"
 # The exit status of a run stopped by a signal (after its checkpoint): 128 + the signal number.
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -22,7 +20,7 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 @click.option("--recipe", help="Recipe name (e.g. casia_sphere20_asoftmax, lfw-devtrain_sphere4_asoftmax) or a "
               ".toml file (e.g. a run's config.toml). Options given here override it.")
 @click.option("--model", help="Zoo model name in lower case (sphere4, sphere20, mobilefacenet, iresnet50, ...).")
-@click.option("--head", type=click.Choice(HEAD_NAMES), help="Margin head.")
+@click.option("--head", type=LibraryChoice("keras_sphereface.training.heads", "HEAD_NAMES"), help="Margin head.")
 @click.option("--weights", help="Initial backbone weights for fine-tuning: a tag (casia) or a .weights.h5 file.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (split across replicas).")
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps (global batches).")
@@ -48,11 +46,14 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               "Caffe's annealing from base (schedule), or its floor lambda_min (floor: fine-tuning).")
 @click.option("--lr-boundaries",
               help="Comma-separated steps where the piecewise learning rate drops (e.g. 16000,24000).")
-@click.option("--precision", type=click.Choice(PRECISIONS), help="Compute precision (heads stay float32).")
-@click.option("--strategy", type=click.Choice(STRATEGIES), help="Distribution strategy.")
-@click.option("--head-sharding", type=click.Choice(HEAD_SHARDINGS), help="The class centres on several replicas: "
-              "split across them (sharded), on every one (replicated), or sharded under Partial FC only (auto) "
-              "[default: auto].")
+@click.option("--precision", type=LibraryChoice(CONFIG, "PRECISIONS"), help="Compute precision (heads stay float32).")
+@click.option("--strategy", type=LibraryChoice(CONFIG, "STRATEGIES"), help="Distribution strategy.")
+@click.option("--head-sharding", type=LibraryChoice(CONFIG, "HEAD_SHARDINGS"),
+              help="The class centres on several replicas: split across them (sharded), on every one "
+              "(replicated), or sharded under Partial FC only (auto) [default: auto].")
+@click.option("--centres-momentum", type=LibraryChoice(CONFIG, "CENTRES_MOMENTUM"),
+              help="Storage of the SGD momentum of Partial FC or sharded centres: float32, or int8 (a quarter of "
+              "the memory) [default: float32].")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="Compile forward and backward with XLA [default: the recipe's, off].")
 @click.option("--out", help="Output folder (config.toml, checkpoints, logs, final model).")

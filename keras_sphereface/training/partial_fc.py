@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from keras_sphereface.layers.partial_fc import sample_classes
+from keras_sphereface.training.centre_momentum import CentresMomentum
 
 
 class SampledCentres:
@@ -31,13 +32,14 @@ class SampledCentres:
         head: MarginHead (built, `classes_first=True`). Its kernel is trained in place.
         num_sampled: int. Centres per step (`keras_sphereface.layers.partial_fc.sampled_count`).
         seed: int. The run's seed; step `i` samples with the stateless seed `(seed, i)`.
+        momentum_storage: str. `"float32"` or `"int8"` (`keras_sphereface.training.centre_momentum`).
 
     Attributes:
         rows: the head's kernel as a `tf.Variable` `(units, dim)`.
-        momentum: float32 `tf.Variable` `(units, dim)`: the SGD velocity of every row (checkpoint it).
+        momentum: CentresMomentum `(units, dim)`: the SGD velocity of every row (checkpoint its `trackable`).
     """
 
-    def __init__(self, head: keras.layers.Layer, num_sampled: int, seed: int):
+    def __init__(self, head: keras.layers.Layer, num_sampled: int, seed: int, momentum_storage: str = "float32"):
         if not getattr(head, "classes_first", False):
             raise ValueError(f"Partial FC needs a head built with classes_first=True (its kernel as "
                              f"(units, dim) rows). Received: head {head.name!r} with kernel shape {head.kernel.shape}")
@@ -45,7 +47,7 @@ class SampledCentres:
         self.num_sampled = int(num_sampled)
         self.seed = int(seed)
         self.rows = head.kernel.value
-        self.momentum = tf.Variable(tf.zeros(self.rows.shape, tf.float32), trainable=False, name="centres_momentum")
+        self.momentum = CentresMomentum(tuple(self.rows.shape), momentum_storage)
 
     def sample(self, labels: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(index, sampled_labels)` of step `step`: int32 `(num_sampled,)` sorted class ids, int32 `(batch, 1)`."""
@@ -75,13 +77,14 @@ class SampledCentres:
         rows_sgd(self.rows, self.momentum, index, rows, grads, learning_rate, momentum, weight_decay, nesterov)
 
 
-def rows_sgd(variable: tf.Variable, velocity: tf.Variable, index: tf.Tensor | None, rows: tf.Tensor, grads: tf.Tensor,
-             learning_rate: tf.Tensor, momentum: float, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+def rows_sgd(variable: tf.Variable, velocity: CentresMomentum, index: tf.Tensor | None, rows: tf.Tensor,
+             grads: tf.Tensor, learning_rate: tf.Tensor, momentum: float, weight_decay: float = 0.0,
+             nesterov: bool = False) -> None:
     """SGD with momentum (`keras.optimizers.SGD`'s update) on the rows `index` of `variable`, or on all of them.
 
     Args:
         variable: tf.Variable `(units, dim)`: the centres.
-        velocity: tf.Variable `(units, dim)`: their momentum.
+        velocity: CentresMomentum `(units, dim)`: their momentum.
         index: int32 `(n,)` distinct rows, or None: every row (`rows` and `grads` are then `(units, dim)`).
         rows: float32 `(n, dim)`: the rows before this update.
         grads: float32 `(n, dim)`: the loss gradient with respect to `rows`.
@@ -91,12 +94,10 @@ def rows_sgd(variable: tf.Variable, velocity: tf.Variable, index: tf.Tensor | No
     """
     if weight_decay:
         grads = grads + weight_decay * rows
-    previous = velocity if index is None else tf.gather(velocity, index)
-    new_velocity = momentum * previous - learning_rate * grads
+    new_velocity = momentum * velocity.gather(index) - learning_rate * grads
     step = momentum * new_velocity - learning_rate * grads if nesterov else new_velocity
+    velocity.scatter(index, new_velocity)
     if index is None:
-        velocity.assign(new_velocity)
         variable.assign_add(step)
     else:
-        velocity.scatter_update(tf.IndexedSlices(new_velocity, index))
         variable.scatter_add(tf.IndexedSlices(step, index))

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from keras_sphereface.layers.partial_fc import sample_classes, sampled_count, sampled_margin_logits
 from keras_sphereface.training.centre_init import fill_centres
+from keras_sphereface.training.centre_momentum import CentresMomentum
 from keras_sphereface.training.distribute import Placement
 from keras_sphereface.training.partial_fc import rows_sgd
 
@@ -89,15 +90,16 @@ class ShardedCentres:
         global_batch: int. Images per step over all replicas.
         seed: int. Initial centres (`centre_init`) and each step's sample (seeded by `(seed, step)`,
             folded with the replica).
+        momentum_storage: str. `"float32"` or `"int8"` (`keras_sphereface.training.centre_momentum`).
 
     Attributes:
-        rows, momentum: lists of float32 `tf.Variable`s `(shard classes, dim)`, one per local replica
-            (checkpoint them).
+        rows: list of float32 `tf.Variable`s `(shard classes, dim)`, one per local replica.
+        momentum: list of their `CentresMomentum` (checkpoint `trackables()`).
         layout: int64 `tf.Variable`: the number of shards (checkpointed, checked on resume).
     """
 
     def __init__(self, head: keras.layers.Layer, classes: int, embedding_dim: int, placement: Placement,
-                 sample_rate: float, global_batch: int, seed: int):
+                 sample_rate: float, global_batch: int, seed: int, momentum_storage: str = "float32"):
         self.head, self.classes, self.seed = head, int(classes), int(seed)
         self.bounds = shard_bounds(self.classes, placement.num_replicas)
         self.sampled = sample_rate < 1
@@ -113,13 +115,14 @@ class ShardedCentres:
                                    name=f"centres_{replica}")
                 fill_centres(rows, self.seed, self.classes, start)
                 self.rows.append(rows)
-                self.momentum.append(tf.Variable(tf.zeros((stop - start, embedding_dim), tf.float32),
-                                                 trainable=False, name=f"centres_momentum_{replica}"))
+                self.momentum.append(CentresMomentum((stop - start, embedding_dim), momentum_storage,
+                                                     name=f"centres_momentum_{replica}"))
         self.layout = tf.Variable(len(self.bounds), dtype=tf.int64, trainable=False, name="head_shards")
 
     def trackables(self) -> dict:
         """The objects a checkpoint keeps: this process's shards, their momentum, the layout."""
-        return {"centres": list(self.rows), "centres_momentum": list(self.momentum), "head_shards": self.layout}
+        return {"centres": list(self.rows), "centres_momentum": [m.trackable for m in self.momentum],
+                "head_shards": self.layout}
 
     def _replica(self) -> tuple[tf.distribute.ReplicaContext, int]:
         context = tf.distribute.get_replica_context()

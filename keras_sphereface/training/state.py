@@ -22,6 +22,7 @@ from keras_sphereface.models import build_training_model
 from keras_sphereface.models.zoo import ModelSpec
 from keras_sphereface.training.backbone import build_backbone
 from keras_sphereface.training.centre_init import CentresInitializer, fill_centres
+from keras_sphereface.training.centre_momentum import check_momentum_storage
 from keras_sphereface.training.checkpoints import (
     EPOCH_KEY,
     STEP_KEY,
@@ -105,13 +106,14 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
         if sampled:
             if seeded:
                 fill_centres(head.kernel.value, seed, head.units, 0)
-            centres = SampledCentres(head, sampled_count(head.units, config.sample_rate, config.batch_size), seed)
+            centres = SampledCentres(head, sampled_count(head.units, config.sample_rate, config.batch_size), seed,
+                                     config.centres_momentum)
         optimizer = make_optimizer(config)
         optimizer.build(optimized_variables(model, sampled))
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     if sharded:  # outside the scope: each shard is a plain variable on its replica's device
         centres = ShardedCentres(head, records.num_classes, int(backbone.output.shape[-1]), placement,
-                                 config.sample_rate, config.batch_size, seed)
+                                 config.sample_rate, config.batch_size, seed, config.centres_momentum)
     single_worker = placement.num_workers == 1
     inputs = EpochInput(lambda input_seed: make_dataset(config, spec, records, placement, input_seed), seed,
                         placement.local_replicas, on_pass_start=on_pass_start)
@@ -122,6 +124,7 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     if latest is not None:
         reader = tf.train.load_checkpoint(latest)
         check_shard_layout(reader, latest, placement.num_replicas, sharded)
+        check_momentum_storage(reader, latest, config.centres_momentum)
         latest_step = int(reader.get_tensor(STEP_KEY))
         if single_worker:  # continue the pass the checkpoint was in
             if reader.has_tensor(EPOCH_KEY):
@@ -129,7 +132,9 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
         else:
             input_file = worker_inputs.find(latest_step)
             if input_file is not None:
-                start_epoch = int(tf.train.load_checkpoint(input_file).get_tensor(EPOCH_KEY))
+                input_reader = tf.train.load_checkpoint(input_file)
+                check_momentum_storage(input_reader, input_file, config.centres_momentum)
+                start_epoch = int(input_reader.get_tensor(EPOCH_KEY))
             elif sharded:  # this worker's centres are in its own file, which another cluster size did not write
                 raise ValueError(f"Worker {placement.worker_index} finds no file of its centres for step "
                                  f"{latest_step} with {placement.num_workers} workers in {checkpoint_dir}; resume "
@@ -141,7 +146,7 @@ def build_state(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, plac
     inputs.start(start_epoch)
     trackables = {"model": model, "optimizer": optimizer, "global_step": global_step}
     if sampled:
-        trackables["centres_momentum"] = centres.momentum
+        trackables["centres_momentum"] = centres.momentum.trackable
     if sharded:  # the layout in the chief's checkpoint; the shards in each worker's own file (one worker: here)
         shards = centres.trackables()
         trackables["head_shards"] = shards.pop("head_shards")

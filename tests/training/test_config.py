@@ -130,10 +130,12 @@ def test_heads_by_name():
 def test_cli_choices_match_the_library():
     from ksf import train as cli_train
 
-    assert cli_train.PRECISIONS == PRECISIONS
-    assert cli_train.STRATEGIES == STRATEGIES
-    assert cli_train.HEAD_SHARDINGS == HEAD_SHARDINGS
-    assert cli_train.HEAD_NAMES == HEAD_NAMES
+    choices = {param.name: tuple(param.type.choices) for param in cli_train.train.params
+               if hasattr(param.type, "choices")}
+    assert choices["precision"] == PRECISIONS
+    assert choices["strategy"] == STRATEGIES
+    assert choices["head_sharding"] == HEAD_SHARDINGS
+    assert choices["head"] == HEAD_NAMES
 
 
 def test_config_fields_are_documented():

@@ -57,7 +57,7 @@ def test_sampling_every_class_trains_as_the_full_head_with_keras_sgd():
 def test_only_the_sampled_rows_and_their_momentum_move():
     head = _head(RNG.normal(size=(DIM, UNITS)).astype(np.float32))
     centres = SampledCentres(head, 20, seed=7)
-    centres.momentum.assign(tf.fill(centres.momentum.shape, 0.5))
+    centres.momentum.values.assign(tf.fill(centres.momentum.values.shape, 0.5))
     before = centres.rows.numpy()
     labels = tf.constant(RNG.integers(0, UNITS, size=(BATCH, 1)).astype(np.int32))
     index, _ = centres.sample(labels, tf.constant(3))
@@ -65,9 +65,9 @@ def test_only_the_sampled_rows_and_their_momentum_move():
     centres.apply_sgd(index, rows, tf.ones_like(rows), tf.constant(0.1), momentum=0.9, weight_decay=5e-4)
     others = np.setdiff1d(np.arange(UNITS), index.numpy())
     np.testing.assert_array_equal(centres.rows.numpy()[others], before[others])
-    np.testing.assert_array_equal(centres.momentum.numpy()[others], 0.5)
+    np.testing.assert_array_equal(centres.momentum.values.numpy()[others], 0.5)
     expected_velocity = 0.9 * 0.5 - 0.1 * (1.0 + 5e-4 * before[index.numpy()])
-    np.testing.assert_allclose(centres.momentum.numpy()[index.numpy()], expected_velocity, rtol=1e-6)
+    np.testing.assert_allclose(centres.momentum.values.numpy()[index.numpy()], expected_velocity, rtol=1e-6)
     np.testing.assert_allclose(centres.rows.numpy()[index.numpy()], before[index.numpy()] + expected_velocity,
                                rtol=1e-5)
 
@@ -104,26 +104,40 @@ def test_a_head_that_cannot_fit_is_refused_naming_a_rate_that_would():
 
 
 @pytest.mark.tf_backend
-def test_a_partial_fc_run_trains_and_resumes_exactly(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("storage", ["float32", "int8"])
+def test_a_partial_fc_run_trains_and_resumes_exactly(tiny, tmp_path, capsys, storage):
     """sample_rate 0.5 on 8 classes at batch 4: finite, and 5 + 7 steps end with the weights of 12 straight."""
     from keras_sphereface.training import train
 
-    options = {"batch_size": 4, "sample_rate": 0.5, "deterministic": True, "checkpoint_every": 100, "lr": 0.01}
+    options = {"batch_size": 4, "sample_rate": 0.5, "deterministic": True, "checkpoint_every": 100, "lr": 0.01,
+               "centres_momentum": storage}
     straight = train(tiny(steps=12, out=str(tmp_path / "straight"), **options))
     started = capsys.readouterr().out
     assert "Margin head: head per replica" in started and "Partial FC, sample_rate 0.5" in started
+    assert ("int8 momentum" in started) == (storage == "int8")
     train(tiny(steps=5, out=str(tmp_path / "resumed"), **options))
     resumed = train(tiny(steps=12, out=str(tmp_path / "resumed"), **options))
     assert resumed.resumed_from == 5 and np.isfinite(resumed.loss)
     for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # The checkpoint holds the head's (classes, dim) rows and their momentum.
-    shapes = dict(tf.train.list_variables(str(tmp_path / "resumed" / "checkpoints" / "ckpt-12")))
-    assert shapes["centres_momentum/.ATTRIBUTES/VARIABLE_VALUE"] == [8, 32]
-    # The sampled head's checkpoint resumed as a full head: refused, saying how to resume.
-    with pytest.raises(ValueError, match=r"does not fit this run .*sample_rate.*--no-resume"):
-        train(tiny(steps=14, out=str(tmp_path / "resumed"), **{**options, "sample_rate": 1.0}))
+    # The checkpoint holds the head's (classes, dim) rows and their momentum: float32, or int8 codes and row scales.
+    reader = tf.train.load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "ckpt-12"))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    if storage == "float32":
+        assert shapes["centres_momentum/.ATTRIBUTES/VARIABLE_VALUE"] == [8, 32]
+    else:
+        assert shapes["centres_momentum/codes/.ATTRIBUTES/VARIABLE_VALUE"] == [8, 32]
+        assert dtypes["centres_momentum/codes/.ATTRIBUTES/VARIABLE_VALUE"] == tf.int8
+        assert shapes["centres_momentum/scales/.ATTRIBUTES/VARIABLE_VALUE"] == [8]
     assert [n for n, shape in shapes.items() if shape == [8, 32] and n.startswith("model/")], shapes
+    # Resumed with the other momentum storage, or as a full head: refused, saying how to resume.
+    other = "int8" if storage == "float32" else "float32"
+    with pytest.raises(ValueError, match=rf"momentum as {storage}; this run stores it as {other}.*"
+                                         rf"--centres-momentum {storage}"):
+        train(tiny(steps=14, out=str(tmp_path / "resumed"), **{**options, "centres_momentum": other}))
+    if storage == "float32":
+        with pytest.raises(ValueError, match=r"does not fit this run .*sample_rate.*--no-resume"):
+            train(tiny(steps=14, out=str(tmp_path / "resumed"), **{**options, "sample_rate": 1.0}))
 
 
 def test_partial_fc_needs_a_classes_first_head():
