@@ -23,6 +23,11 @@ from keras_sphereface.training.config import CENTRES_MOMENTUM
 INT8_LEVELS = 127.0
 
 
+def momentum_bytes(units: int, dim: int, storage: str) -> int:
+    """Bytes of the velocity of `units` rows of `dim` values stored as `storage` (`"float32"` or `"int8"`)."""
+    return units * dim * 4 if storage == "float32" else units * (dim + 4)
+
+
 class CentresMomentum(tf.Module):
     """The velocity of `(units, dim)` rows, gathered and scattered by row.
 
@@ -51,13 +56,6 @@ class CentresMomentum(tf.Module):
     def trackable(self) -> tf.Variable | tf.Module:
         """What a checkpoint keeps: the float32 variable itself (the checkpoint key of earlier runs), or this module."""
         return self.values if self.storage == "float32" else self
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held."""
-        if self.storage == "float32":
-            return int(self.values.shape.num_elements()) * 4
-        return int(self.codes.shape.num_elements()) + int(self.scales.shape.num_elements()) * 4
 
     def gather(self, index: tf.Tensor | None) -> tf.Tensor:
         """The float32 velocity of the rows `index` (int32 `(n,)`), `(n, dim)`; of every row when None."""

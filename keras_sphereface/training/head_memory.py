@@ -15,6 +15,7 @@ import os
 
 from keras_sphereface.layers.partial_fc import sampled_count
 from keras_sphereface.models.zoo import ModelSpec
+from keras_sphereface.training.centre_momentum import momentum_bytes
 from keras_sphereface.training.config import TrainConfig
 from keras_sphereface.training.sharded_head import shard_bounds
 
@@ -73,7 +74,7 @@ def head_memory(classes: int, embedding_dim: int, global_batch: int, replicas: i
     """
     local = math.ceil(classes / replicas)
     rows = local * embedding_dim * FLOAT32_BYTES
-    slots = rows if centres_momentum == "float32" else local * (embedding_dim + FLOAT32_BYTES)
+    slots = momentum_bytes(local, embedding_dim, centres_momentum)
     if sample_rate >= 1.0:
         # The kernel's gradient is three (dim, classes) tensors at its peak: the matmul's, the column
         # norms', their sum (bench/partial_fc.py: 11.3 GB peak at 1M classes against 11.3 counted here).

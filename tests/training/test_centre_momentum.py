@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sphereface.layers import ArcFace
-from keras_sphereface.training.centre_momentum import CentresMomentum, encode_int8
+from keras_sphereface.training.centre_momentum import CentresMomentum, encode_int8, momentum_bytes
 from keras_sphereface.training.head_memory import check_head_fits, head_memory
 from keras_sphereface.training.partial_fc import SampledCentres, rows_sgd
 
@@ -32,7 +32,9 @@ def test_int8_codes_keep_each_value_within_half_a_step_of_its_row():
     assert np.all(np.abs(decoded - velocity) <= bound)
     np.testing.assert_array_equal(decoded[4], 0.0)
     assert decoded[5, 3] == pytest.approx(-7.5, rel=1e-6)
-    assert storage.nbytes == 6 * DIM + 6 * 4 and CentresMomentum((6, DIM)).nbytes == 6 * DIM * 4
+    held = storage.codes.numpy().nbytes + storage.scales.numpy().nbytes
+    assert held == momentum_bytes(6, DIM, "int8") == 6 * (DIM + 4)
+    assert CentresMomentum((6, DIM)).values.numpy().nbytes == momentum_bytes(6, DIM, "float32")
 
 
 def test_int8_momentum_trains_the_sampled_rows_as_float32_does_and_leaves_the_others():
