@@ -159,9 +159,8 @@ def tf_constant(i: int):
 
 
 def _run_worker(classes: int, rate: float, storage: str, args) -> dict:
-    command = [sys.executable, __file__, "--worker", f"{classes},{rate},{args.shards},{storage}", "--batch",
-               str(args.batch),
-               "--dim", str(args.dim), "--steps", str(args.steps)]
+    command = [sys.executable, __file__, "--worker", f"{classes},{rate},{args.shards},{storage}",
+               "--batch", str(args.batch), "--dim", str(args.dim), "--steps", str(args.steps)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

@@ -8,7 +8,7 @@ import click
 
 from ksf.options import LibraryChoice
 
-#: The module of the run's choice lists (precisions, strategies, head shardings).
+#: The module of the run's choice lists (precisions, strategies, head shardings, centres' momentum).
 CONFIG = "keras_sphereface.training.config"
 # The exit status of a run stopped by a signal (after its checkpoint): 128 + the signal number.
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
