@@ -189,11 +189,14 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).parent))
     sys.path.insert(0, str(REPO_ROOT))
+    from keras_sphereface.training.config import head_updates_centres
+
     for classes in (int(c) for c in args.classes.split(",")):
         full = None
         for rate in (float(r) for r in args.rates.split(",")):
-            own_centres = rate < 1 or args.shards > 1  # the storage applies to centres the head updates itself
-            for storage in args.centres_momentum.split(",") if own_centres else ["float32"]:
+            # The storage applies only to centres the head updates itself.
+            storages = args.centres_momentum.split(",") if head_updates_centres(rate, args.shards > 1) else ["float32"]
+            for storage in storages:
                 full = _configuration(classes, rate, storage, full, args)
 
 

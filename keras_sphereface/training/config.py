@@ -293,6 +293,16 @@ class TrainConfig:
         return self.head_sharding == "sharded" or self.sample_rate < 1
 
 
+def head_updates_centres(sample_rate: float, sharded: bool) -> bool:
+    """Whether the margin head updates its class centres itself rather than through the optimizer.
+
+    Partial FC (`sample_rate < 1`) and sharded centres are trained by the head's own SGD step, whose
+    momentum is stored as `TrainConfig.centres_momentum` says; a full replicated head's kernel is an
+    ordinary weight of the optimizer.
+    """
+    return sharded or sample_rate < 1
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

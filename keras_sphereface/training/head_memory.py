@@ -16,7 +16,7 @@ import os
 from keras_sphereface.layers.partial_fc import sampled_count
 from keras_sphereface.models.zoo import ModelSpec
 from keras_sphereface.training.centre_momentum import momentum_bytes
-from keras_sphereface.training.config import TrainConfig
+from keras_sphereface.training.config import TrainConfig, head_updates_centres
 from keras_sphereface.training.sharded_head import shard_bounds
 
 FLOAT32_BYTES = 4
@@ -129,7 +129,7 @@ def check_head_fits(classes: int, embedding_dim: int, global_batch: int, replica
                  <= available), None)
     if more:
         remedies.append(f"the centres sharded over {more} replicas (--head-sharding sharded)")
-    if centres_momentum == "float32" and (sample_rate < 1 or replicas > 1) and head_memory(
+    if centres_momentum == "float32" and head_updates_centres(sample_rate, replicas > 1) and head_memory(
             classes, embedding_dim, global_batch, replicas, sample_rate, "int8").total <= available:
         remedies.append("--centres-momentum int8")
     remedy = " or ".join(remedies) or "fewer classes or a smaller embedding_dim"
@@ -160,7 +160,7 @@ def check_run_head(config: TrainConfig, spec: ModelSpec, num_classes: int, num_r
         raise ValueError("A sharded head starts from the seeded centres (keras_sphereface.training.centre_init), "
                          "the same on any number of replicas: remove kernel_initializer from head_options. "
                          f"Received: kernel_initializer={config.head_options['kernel_initializer']!r}")
-    if config.centres_momentum != "float32" and not (sharded or config.sample_rate < 1):
+    if config.centres_momentum != "float32" and not head_updates_centres(config.sample_rate, sharded):
         raise ValueError(f"centres_momentum {config.centres_momentum!r} stores the momentum of centres the head "
                          f"updates itself (Partial FC, sample_rate < 1, or a sharded head); this run's full head is "
                          f"updated by the optimizer. Use centres_momentum 'float32' or a sample_rate below 1. "
