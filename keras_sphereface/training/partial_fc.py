@@ -94,6 +94,9 @@ def rows_sgd(variable: tf.Variable, velocity: CentresMomentum, index: tf.Tensor 
     """
     if weight_decay:
         grads = grads + weight_decay * rows
+    if index is None and velocity.storage == "float32":
+        _fused_momentum(variable, velocity.values, grads, learning_rate, momentum, nesterov)
+        return
     new_velocity = momentum * velocity.gather(index) - learning_rate * grads
     step = momentum * new_velocity - learning_rate * grads if nesterov else new_velocity
     velocity.scatter(index, new_velocity)
@@ -101,3 +104,17 @@ def rows_sgd(variable: tf.Variable, velocity: CentresMomentum, index: tf.Tensor 
         variable.assign_add(step)
     else:
         variable.scatter_add(tf.IndexedSlices(step, index))
+
+
+def _fused_momentum(variable: tf.Variable, velocity: tf.Variable, grads: tf.Tensor, learning_rate: tf.Tensor,
+                    momentum: float, nesterov: bool) -> None:
+    """`rows_sgd` on every row with float32 momentum, as one in-place kernel (`ResourceApplyKerasMomentum`).
+
+    The same update (`v = momentum * v - lr * g`, the rows move by `v`) without the `(units, dim)`
+    temporaries of the new velocity and the step. Measured in docs/performance.md (a whole shard of 500k
+    centres: 3.3 GB less at the process's peak, 0.71x the step time). The sampled rows keep the
+    gather and scatter: TensorFlow's sparse form of this kernel measured 1.2x slower at 100k rows.
+    """
+    tf.raw_ops.ResourceApplyKerasMomentum(var=variable.handle, accum=velocity.handle,
+                                          lr=tf.cast(learning_rate, variable.dtype), grad=grads,
+                                          momentum=tf.constant(momentum, variable.dtype), use_nesterov=nesterov)

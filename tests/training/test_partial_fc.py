@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from keras_sphereface.layers import ArcFace
 from keras_sphereface.layers.partial_fc import sampled_margin_logits
+from keras_sphereface.training.centre_momentum import CentresMomentum
 from keras_sphereface.training.head_memory import check_head_fits, head_memory
-from keras_sphereface.training.partial_fc import SampledCentres
+from keras_sphereface.training.partial_fc import SampledCentres, rows_sgd
 
 RNG = np.random.default_rng(3)
 UNITS, DIM, BATCH = 50, 8, 12
@@ -71,6 +72,23 @@ def test_only_the_sampled_rows_and_their_momentum_move():
     np.testing.assert_allclose(centres.rows.numpy()[index.numpy()], before[index.numpy()] + expected_velocity,
                                rtol=1e-5)
 
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_every_row_with_float32_momentum_updates_as_keras_sgd(nesterov):
+    """`index=None` (a whole shard at rate 1.0) runs the fused kernel: keras SGD's weights, 3 steps, weight decay."""
+    start = RNG.normal(size=(UNITS, DIM)).astype(np.float32)
+    rows, reference = tf.Variable(start), keras.Variable(start)
+    velocity = CentresMomentum((UNITS, DIM), "float32")
+    optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+    optimizer.build([reference])
+    for _ in range(3):
+        grads = tf.constant(RNG.normal(size=(UNITS, DIM)).astype(np.float32))
+        decayed = grads + 5e-4 * tf.convert_to_tensor(reference)
+        optimizer.apply_gradients([(decayed, reference)])
+        rows_sgd(rows, velocity, None, rows.read_value(), grads, tf.constant(0.1), 0.9, weight_decay=5e-4,
+                 nesterov=nesterov)
+    np.testing.assert_allclose(rows.numpy(), reference.numpy(), atol=1e-6)
 
 def test_a_step_draws_the_same_sample_again_and_another_step_a_new_one():
     centres = SampledCentres(_head(RNG.normal(size=(DIM, UNITS)).astype(np.float32)), 20, seed=1)
