@@ -76,9 +76,11 @@ def head_memory(classes: int, embedding_dim: int, global_batch: int, replicas: i
     rows = local * embedding_dim * FLOAT32_BYTES
     slots = momentum_bytes(local, embedding_dim, centres_momentum)
     if sample_rate >= 1.0:
-        # The kernel's gradient is three (dim, classes) tensors at its peak: the matmul's, the column
-        # norms', their sum (bench/partial_fc.py: 11.3 GB peak at 1M classes against 11.3 counted here).
-        return HeadMemory(centres=rows, optimizer_slots=slots, gradient=3 * rows,
+        # The kernel's gradient is four (dim, classes) tensors at its peak: the matmul's, the column
+        # norms', their sum, and the copy of the centres the logits read while the update writes them
+        # (bench/partial_fc.py at 1M classes: 13.6 GB peak, the runtime's 0.8 included, against 13.3
+        # counted here; sharded over 2 replicas: 14.7 against 2 x 6.6; docs/performance.md).
+        return HeadMemory(centres=rows, optimizer_slots=slots, gradient=4 * rows,
                           logits=_LOGIT_COPIES * global_batch * local * FLOAT32_BYTES)
     sampled = sampled_count(local, sample_rate, global_batch)
     sampled_rows = sampled * embedding_dim * FLOAT32_BYTES

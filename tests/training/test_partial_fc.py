@@ -90,6 +90,7 @@ def test_every_row_with_float32_momentum_updates_as_keras_sgd(nesterov):
                  nesterov=nesterov)
     np.testing.assert_allclose(rows.numpy(), reference.numpy(), atol=1e-6)
 
+
 def test_a_step_draws_the_same_sample_again_and_another_step_a_new_one():
     centres = SampledCentres(_head(RNG.normal(size=(DIM, UNITS)).astype(np.float32)), 20, seed=1)
     labels = tf.constant(np.arange(BATCH, dtype=np.int32)[:, None])
@@ -101,7 +102,7 @@ def test_a_step_draws_the_same_sample_again_and_another_step_a_new_one():
 
 def test_head_memory_counts_the_shapes():
     full = head_memory(1_000_000, 512, 64)
-    assert full.centres == full.optimizer_slots == full.gradient / 3 == 512 * 1_000_000 * 4
+    assert full.centres == full.optimizer_slots == full.gradient / 4 == 512 * 1_000_000 * 4
     assert full.logits == 4 * 64 * 1_000_000 * 4
     partial = head_memory(1_000_000, 512, 64, sample_rate=0.1)
     assert partial.gradient == 3 * 100_000 * 512 * 4 and partial.logits == 4 * 64 * 100_000 * 4
