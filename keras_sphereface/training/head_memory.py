@@ -76,8 +76,8 @@ def head_memory(classes: int, embedding_dim: int, global_batch: int, replicas: i
     rows = local * embedding_dim * FLOAT32_BYTES
     slots = momentum_bytes(local, embedding_dim, centres_momentum)
     if sample_rate >= 1.0:
-        # The kernel's gradient is four (dim, classes) tensors at its peak: the matmul's, the column
-        # norms', their sum, and the copy of the centres the logits read while the update writes them
+        # Beside the centres and momentum, the step's peak holds four (dim, classes) tensors: the
+        # kernel's gradient from the matmul, the column norms', their sum, and a copy of the centres
         # (bench/partial_fc.py at 1M classes: 13.6 GB peak, the runtime's 0.8 included, against 13.3
         # counted here; sharded over 2 replicas: 14.7 against 2 x 6.6; docs/performance.md).
         return HeadMemory(centres=rows, optimizer_slots=slots, gradient=4 * rows,

@@ -73,7 +73,6 @@ def test_only_the_sampled_rows_and_their_momentum_move():
                                rtol=1e-5)
 
 
-
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_every_row_with_float32_momentum_updates_as_keras_sgd(nesterov):
     """`index=None` (a whole shard at rate 1.0) runs the fused kernel: keras SGD's weights, 3 steps, weight decay."""
