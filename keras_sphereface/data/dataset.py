@@ -6,7 +6,7 @@ Order of work (each stage parallel where it can be):
     `align="landmarks"`, `align_tf.py`) -> record check (`record_checks.py`: a bad record, or a
     label outside `[0, num_classes)`, stops the pipeline with an error naming its file and index)
     -> optional cache -> shuffle buffer -> batch -> normalisation per batch -> prefetch.
-    Per-image augmentation is fused into decoding, or comes after the cache when there is one.
+    Per-image augmentation (`augment.py`) is fused into decoding, or comes after the cache when there is one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_sphereface.data.align import get_template
 from keras_sphereface.data.align_tf import decode_image_tf, similarity_transform_tf, warp_to_template
+from keras_sphereface.data.augment import Augmentation, augment_image
 from keras_sphereface.data.face_source import ALIGN_MODES
 from keras_sphereface.data.manifest import match_shards, read_num_classes
 from keras_sphereface.data.record_checks import (
@@ -63,6 +64,8 @@ def tfrecord_dataset(
     flip: bool = True,
     brightness: float = 0.0,
     contrast: float = 0.0,
+    random_crop: float = 0.0,
+    random_erase: float = 0.0,
     normalization: tuple[float, float] | None = (PIXEL_MEAN, PIXEL_SCALE),
     shuffle_buffer: int = 8192,
     seed: int | None = None,
@@ -95,6 +98,11 @@ def tfrecord_dataset(
             `[-brightness, brightness]` (0-255 pixel units) when training.
         contrast: float. Off (0) by default; else a random contrast factor in
             `[1 - contrast, 1 + contrast]` when training.
+        random_crop: float in [0, 1). Off (0) by default; else a random crop of each side
+            `1 - random_crop * u` of the image's (`u` uniform), resized back, when training.
+        random_erase: float in [0, 1]. Off (0) by default; else the probability of erasing one
+            random rectangle (2-25% of the image) to grey when training. The augmentations and
+            their order: `keras_sphereface.data.augment`.
         normalization: tuple `(mean, scale)` or None. Output `(x - mean) / scale`; the default
             `(PIXEL_MEAN, PIXEL_SCALE)` is every zoo model's `preprocess_input` (`(x - 127.5) / 128`,
             the paper's); None gives `float32` pixels in `[0, 255]`.
@@ -160,8 +168,9 @@ def tfrecord_dataset(
     template_points = tf.constant(get_template(template, (height, width)), tf.float32)
     spec = parse_spec(("image", "label", "landmarks"))
 
-    augment_options = {"flip": flip, "brightness": brightness, "contrast": contrast}
-    augmenting = training and (flip or brightness or contrast)
+    augmentation = Augmentation(flip=bool(flip), random_crop=random_crop, brightness=brightness, contrast=contrast,
+                                random_erase=random_erase)
+    augmenting = training and augmentation.active
     # Augmentation is fused into decoding (cheapest), except when decoded images are cached:
     # then it must come after the cache, or every epoch would see the same flips.
     fuse_augmentation = augmenting and not cache
@@ -187,7 +196,7 @@ def tfrecord_dataset(
         status = tf.where(tf.logical_and(tf.equal(status, STATUS_OK), bad_label), STATUS_BAD_LABEL, status)
         out = tf.ensure_shape(out, (height, width, 3))
         if fuse_augmentation:
-            out = _augment(out, record_seed, **augment_options)
+            out = augment_image(out, record_seed, augmentation)
         return out, tf.cast(label64, tf.int32), status, shape, is_end
 
     marker = end_marker(height, width, template_points) if check_records else b""
@@ -216,7 +225,7 @@ def tfrecord_dataset(
     if augmenting and not fuse_augmentation:
         examples = tf.data.Dataset.zip(examples, _random_seeds(None if seed is None else seed + 1)).map(
             lambda example, element_seed: (
-                _augment(example[0], tf.stack([element_seed, 0]), **augment_options), *example[1:]
+                augment_image(example[0], tf.stack([element_seed, 0]), augmentation), *example[1:]
             ),
             num_parallel_calls=num_parallel_calls, deterministic=deterministic,
         )
@@ -233,18 +242,3 @@ def _random_seeds(seed: int | None) -> tf.data.Dataset:
     """An endless stream of `int64` seeds, different in each epoch, reproducible given `seed`."""
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-
-def _augment(image, seed, flip, brightness, contrast):
-    """Per-image augmentation on `uint8` pixels, random but reproducible from a stateless seed."""
-    draws = tf.random.stateless_uniform((3,), seed=seed)
-    if flip:
-        image = tf.cond(draws[0] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    if brightness or contrast:
-        pixels = tf.cast(image, tf.float32)
-        if contrast:
-            mean = tf.reduce_mean(pixels)
-            pixels = (pixels - mean) * (1.0 + contrast * (2.0 * draws[1] - 1.0)) + mean
-        if brightness:
-            pixels = pixels + brightness * (2.0 * draws[2] - 1.0)
-        image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
-    return image
