@@ -46,6 +46,14 @@ SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
               "Caffe's annealing from base (schedule), or its floor lambda_min (floor: fine-tuning).")
 @click.option("--lr-boundaries",
               help="Comma-separated steps where the piecewise learning rate drops (e.g. 16000,24000).")
+@click.option("--random-crop", type=float, help="Augmentation: a random "
+              "crop removing up to this fraction of each side, resized back [default: 0, off].")
+@click.option("--brightness", type=float, help="Augmentation: a random brightness offset up to "
+              "this many grey levels (0-255) [default: 0, off].")
+@click.option("--contrast", type=float, help="Augmentation: a random "
+              "contrast factor in [1 - C, 1 + C] [default: 0, off].")
+@click.option("--random-erase", type=float, help="Augmentation: the probability of "
+              "erasing one random rectangle (2-25%% of the crop) to grey [default: 0, off].")
 @click.option("--precision", type=LibraryChoice(CONFIG, "PRECISIONS"), help="Compute precision (heads stay float32).")
 @click.option("--strategy", type=LibraryChoice(CONFIG, "STRATEGIES"), help="Distribution strategy.")
 @click.option("--head-sharding", type=LibraryChoice(CONFIG, "HEAD_SHARDINGS"),

@@ -58,9 +58,14 @@ class Augmentation:
                              f"Received: brightness={self.brightness!r}")
 
     @property
+    def changes_pixels(self) -> bool:
+        """Whether anything beyond the flip is on (the crop is then worked on in float32)."""
+        return bool(self.random_crop or self.brightness or self.contrast or self.random_erase)
+
+    @property
     def active(self) -> bool:
         """Whether any augmentation is on."""
-        return self.describe() != "none"
+        return bool(self.flip) or self.changes_pixels
 
     def describe(self) -> str:
         """What is on, in the field names: `"flip, random_crop 0.1, random_erase 0.5"`, or `"none"`."""
@@ -86,8 +91,7 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation)
     draws = tf.random.stateless_uniform((11,), seed=seed)
     if augmentation.flip:
         image = tf.cond(draws[0] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    if not (augmentation.random_crop or augmentation.brightness or augmentation.contrast
-            or augmentation.random_erase):
+    if not augmentation.changes_pixels:
         return image
     pixels = tf.cast(image, tf.float32)
     if augmentation.random_crop:

@@ -10,6 +10,8 @@ import math
 from pathlib import PurePath
 from typing import Any
 
+from keras_sphereface.data.augment import Augmentation
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 #: How the margin head's class centres sit on several replicas (`TrainConfig.head_sharding`).
@@ -41,6 +43,13 @@ class TrainConfig:
             `false` / `true` are read as these two.
         template: str. Alignment template when `align="landmarks"` (`"sphereface"`, `"arcface"`).
         flip: bool. Random horizontal flip (the SphereFace paper's only augmentation).
+        random_crop: float in [0, 1). Random crop removing up to this fraction of each side,
+            resized back (0: off). The augmentations, their order and draws:
+            `keras_sphereface.data.augment`.
+        brightness: float >= 0. Random brightness offset up to this many grey levels (0: off).
+        contrast: float in [0, 1). Random contrast factor in `[1 - contrast, 1 + contrast]` (0: off).
+        random_erase: float in [0, 1]. Probability of erasing one random rectangle (2-25% of the
+            crop) to grey (0: off).
         shuffle_buffer: int. Examples in the shuffle buffer. The buffer is part of every
             checkpoint (about `shuffle_buffer * height * width * 3` bytes).
 
@@ -153,6 +162,10 @@ class TrainConfig:
     align: str = "aligned"
     template: str = "sphereface"
     flip: bool = True
+    random_crop: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    random_erase: float = 0.0
     shuffle_buffer: int = 8192
 
     model: str = "sphere20"
@@ -241,6 +254,7 @@ class TrainConfig:
             self.align = "landmarks" if self.align else "aligned"
         _choice("align", self.align, TRAINING_ALIGN_MODES)
         _check_warmup_and_guard(self)
+        self.augmentation()
         if not isinstance(self.jit_compile, bool):
             raise ValueError(f"`jit_compile` must be true or false. Received: jit_compile={self.jit_compile!r}")
         if self.steps is not None and self.epochs is not None:
@@ -285,6 +299,11 @@ class TrainConfig:
             given.setdefault("steps", None)
         values = {**dataclasses.asdict(self), **given}
         return TrainConfig(**values)
+
+    def augmentation(self) -> Augmentation:
+        """The training crops' augmentation; raises `ValueError` naming a bad field."""
+        return Augmentation(flip=bool(self.flip), random_crop=self.random_crop, brightness=self.brightness,
+                            contrast=self.contrast, random_erase=self.random_erase)
 
     def shards_head(self, replicas: int) -> bool:
         """Whether the head's class centres are split across `replicas` (see `head_sharding`)."""

@@ -380,7 +380,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Train
                            f"{placement.num_replicas} replica(s), {config.precision}, seed {seed}; "
                            f"output in {out}{_lambda_start_text(config, state)}")
         if chief:
-            logger.message(f"{_rate_message(config)}\nMargin head: {memory.describe()}")
+            logger.message(f"{_rate_message(config)}\nAugmentation: {config.augmentation().describe()}\n"
+                           f"Margin head: {memory.describe()}")
         result = _drive(run, state, logger, hooks)
         return _finish(run, state, logger, hooks, result)
     except tf.errors.InvalidArgumentError as error:

@@ -32,7 +32,7 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--tfrecords", "--recipe", "--model", "--head", "--batch-size", "--steps", "--epochs", "--lr",
                    "--precision", "--strategy", "--out", "--resume", "--validate-pairs", "--validate-data", "--seed",
-                   "--tag"):
+                   "--tag", "--random-crop", "--brightness", "--contrast", "--random-erase"):
         assert option in result.output, option
 
 
@@ -45,6 +45,10 @@ def test_usage_errors(lfw_records, tmp_path):
     nothing = runner.invoke(cli, ["train", "--tfrecords", str(tmp_path / "x-*.tfrecord"), "--steps", "1",
                                   "--out", str(tmp_path / "o")])
     assert nothing.exit_code == 1 and "No TFRecord file matches" in nothing.output
+    out = tmp_path / "crop"
+    crop = runner.invoke(cli, ["train", "--tfrecords", lfw_records, "--steps", "1", "--random-crop", "1.5",
+                               "--out", str(out)])
+    assert crop.exit_code == 1 and "random_crop=1.5" in crop.output and not out.exists()
 
 
 @pytest.mark.slow

@@ -94,6 +94,10 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
         ({"on_nan": "ignore"}, "on_nan"),
         ({"jit_compile": "yes"}, "jit_compile"),
         ({"validate_pairs": "p.txt"}, "validate_data"),
+        ({"random_crop": 1.0}, "random_crop"),
+        ({"random_erase": 1.5}, "random_erase"),
+        ({"contrast": -0.1}, "contrast"),
+        ({"brightness": float("nan")}, "brightness"),
         ({"nonsense": 1}, "nonsense"),
     ],
 )
