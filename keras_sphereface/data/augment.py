@@ -70,10 +70,8 @@ class Augmentation:
     def describe(self) -> str:
         """What is on, in the field names: `"flip, random_crop 0.1, random_erase 0.5"`, or `"none"`."""
         parts = ["flip"] if self.flip else []
-        parts += [f"{name} {value:g}" for name, value in (("random_crop", self.random_crop),
-                                                          ("brightness", self.brightness),
-                                                          ("contrast", self.contrast),
-                                                          ("random_erase", self.random_erase)) if value]
+        parts += [f"{field.name} {getattr(self, field.name):g}" for field in dataclasses.fields(self)
+                  if field.name != "flip" and getattr(self, field.name)]
         return ", ".join(parts) or "none"
 
 

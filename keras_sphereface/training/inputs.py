@@ -116,10 +116,9 @@ def make_dataset(config: TrainConfig, spec: ModelSpec, records: RecordsInfo, pla
                                              num_replicas_in_sync=placement.num_replicas)
     dataset = tfrecord_dataset(list(records.files), config.batch_size, training=True,
                                image_size=input_size(config, spec), align=config.align, template=config.template,
-                               flip=config.flip, random_crop=config.random_crop, brightness=config.brightness,
-                               contrast=config.contrast, random_erase=config.random_erase, normalization=None,
-                               shuffle_buffer=config.shuffle_buffer, seed=seed, input_context=context,
-                               num_classes=records.num_classes)
+                               normalization=None, shuffle_buffer=config.shuffle_buffer, seed=seed,
+                               input_context=context, num_classes=records.num_classes,
+                               **dataclasses.asdict(config.augmentation()))
     preprocess = spec.preprocess_input
     return dataset.map(lambda images, labels: (preprocess(images), labels), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True)
